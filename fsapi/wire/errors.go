@@ -1,0 +1,115 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/haspcell/hasp/fsapi"
+)
+
+// Code is an error code on the wire.
+type Code uint16
+
+// Error codes. Zero means success. Codes are part of the protocol: never
+// renumber them.
+const (
+	CodeOK Code = iota
+	CodeInternal
+	CodeNotExist
+	CodeExist
+	CodeNotEmpty
+	CodeGenerationMismatch
+	CodeTooLarge
+	CodeBadName
+	CodeBadRequest
+	CodeSessionExpired
+	CodeHandleClosed
+	CodeHandleInvalid
+	CodePermission
+	CodeNotDir
+	CodeIsDir
+	CodeWrongCell
+	CodeNotMaster
+	CodeWrongEpoch
+	CodeUnavailable
+)
+
+var codeErrs = map[Code]error{
+	CodeNotExist:           fsapi.ErrNotExist,
+	CodeExist:              fsapi.ErrExist,
+	CodeNotEmpty:           fsapi.ErrNotEmpty,
+	CodeGenerationMismatch: fsapi.ErrGenerationMismatch,
+	CodeTooLarge:           fsapi.ErrTooLarge,
+	CodeBadName:            fsapi.ErrBadName,
+	CodeBadRequest:         fsapi.ErrBadRequest,
+	CodeSessionExpired:     fsapi.ErrSessionExpired,
+	CodeHandleClosed:       fsapi.ErrHandleClosed,
+	CodeHandleInvalid:      fsapi.ErrHandleInvalid,
+	CodePermission:         fsapi.ErrPermission,
+	CodeNotDir:             fsapi.ErrNotDir,
+	CodeIsDir:              fsapi.ErrIsDir,
+	CodeWrongCell:          fsapi.ErrWrongCell,
+	CodeUnavailable:        fsapi.ErrUnavailable,
+}
+
+// Error is an error as carried on the wire.
+type Error struct {
+	Code    Code
+	Message string // full human-readable text
+	Leader  string `codec:",omitempty"` // CodeNotMaster: the master's address
+	Epoch   uint64 `codec:",omitempty"` // CodeWrongEpoch: the current epoch
+}
+
+// ToWire converts err to its wire form; nil stays nil.
+func ToWire(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var nm *fsapi.NotMasterError
+	if errors.As(err, &nm) {
+		return &Error{Code: CodeNotMaster, Message: err.Error(), Leader: nm.Leader}
+	}
+	var we *fsapi.WrongEpochError
+	if errors.As(err, &we) {
+		return &Error{Code: CodeWrongEpoch, Message: err.Error(), Epoch: we.Epoch}
+	}
+	for code, sentinel := range codeErrs {
+		if errors.Is(err, sentinel) {
+			return &Error{Code: code, Message: err.Error()}
+		}
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// Err converts a wire error back to one that errors.Is matches against
+// fsapi's sentinels, keeping the server's message.
+func (e *Error) Err() error {
+	if e == nil || e.Code == CodeOK {
+		return nil
+	}
+	switch e.Code {
+	case CodeNotMaster:
+		return &fsapi.NotMasterError{Leader: e.Leader}
+	case CodeWrongEpoch:
+		return &fsapi.WrongEpochError{Epoch: e.Epoch}
+	}
+	if sentinel, ok := codeErrs[e.Code]; ok {
+		return &remoteError{sentinel: sentinel, msg: e.Message}
+	}
+	return fmt.Errorf("wire: server error (code %d): %s", e.Code, e.Message)
+}
+
+// remoteError keeps the server's message while matching the sentinel.
+type remoteError struct {
+	sentinel error
+	msg      string
+}
+
+func (e *remoteError) Error() string {
+	if e.msg == "" {
+		return e.sentinel.Error()
+	}
+	return e.msg
+}
+
+func (e *remoteError) Unwrap() error { return e.sentinel }

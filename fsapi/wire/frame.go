@@ -1,0 +1,107 @@
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/haspcell/hasp/fsapi"
+)
+
+// ProtocolVersion is sent at session creation; a replica refuses clients
+// whose major version differs.
+const ProtocolVersion = 1
+
+// ConnClient is the first byte of a client connection. The replica's
+// listener also accepts ConnRaft for replica-to-replica traffic.
+const (
+	ConnClient byte = 'C'
+	ConnRaft   byte = 'R'
+)
+
+// MaxFrame is the largest frame a replica or client accepts by default:
+// room for the largest content limit a cell may set plus headers.
+const MaxFrame = 4 << 20
+
+const headerLen = 5
+
+var handle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{WriteExt: true}
+	h.MaxInitLen = 4096 // a hostile length prefix cannot force a huge allocation
+	return h
+}()
+
+// Handle returns the msgpack handle every hasp encoding shares.
+func Handle() *codec.MsgpackHandle { return handle }
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Encode returns v's msgpack encoding.
+func Encode(v any) ([]byte, error) {
+	var out []byte
+	if err := codec.NewEncoderBytes(&out, handle).Encode(v); err != nil {
+		return nil, fmt.Errorf("wire: encode %T: %w", v, err)
+	}
+	return out, nil
+}
+
+// Decode decodes msgpack body into v. A truncated or malformed body is an
+// error wrapping fsapi.ErrBadRequest, never a panic.
+func Decode(body []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: wire: decode %T: %v", fsapi.ErrBadRequest, v, r)
+		}
+	}()
+	if err := codec.NewDecoderBytes(body, handle).Decode(v); err != nil {
+		return fmt.Errorf("%w: wire: decode %T: %v", fsapi.ErrBadRequest, v, err)
+	}
+	return nil
+}
+
+// WriteFrame writes one frame: type, length, msgpack of v, in one Write.
+func WriteFrame(w io.Writer, typ MsgType, v any) error {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer bufPool.Put(buf)
+	buf.Reset()
+	buf.Write([]byte{byte(typ), 0, 0, 0, 0})
+	// NewEncoderBytes would write from the start of its slice; an
+	// io.Writer encoder appends after the header.
+	if err := codec.NewEncoder(buf, handle).Encode(v); err != nil {
+		return fmt.Errorf("wire: encode %T: %w", v, err)
+	}
+	b := buf.Bytes()
+	binary.BigEndian.PutUint32(b[1:headerLen], uint32(len(b)-headerLen))
+	_, err := w.Write(b)
+	return err
+}
+
+// ReadFrame reads one frame and returns its type and body. A body longer
+// than limit is refused with an error wrapping fsapi.ErrTooLarge before any
+// of it is read.
+func ReadFrame(r io.Reader, limit int) (MsgType, []byte, error) {
+	var hdr [headerLen]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if int64(n) > int64(limit) {
+		return 0, nil, fmt.Errorf("%w: wire: frame of %d bytes exceeds limit %d", fsapi.ErrTooLarge, n, limit)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fmt.Errorf("wire: truncated frame: %w", err)
+	}
+	return MsgType(hdr[0]), body, nil
+}
+
+// NewReader wraps a stream in a small buffered reader for ReadFrame.
+func NewReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, 4096) }

@@ -1,0 +1,235 @@
+package wire
+
+import (
+	"strconv"
+
+	"github.com/haspcell/hasp/fsapi"
+)
+
+// MsgType is the first byte of a frame: which RPC the frame belongs to.
+// Requests and responses of one RPC share the type. Never renumber.
+type MsgType uint8
+
+const (
+	MsgCreateSession MsgType = 1
+	MsgKeepAlive     MsgType = 2
+	MsgCloseSession  MsgType = 3
+	MsgOpen          MsgType = 4
+	MsgGetContents   MsgType = 5
+	MsgGetStat       MsgType = 6
+	MsgReadDir       MsgType = 7
+	MsgSetContents   MsgType = 8
+	MsgDelete        MsgType = 9
+	MsgStatus        MsgType = 10
+	// MsgError answers a frame the replica could not decode at all.
+	MsgError MsgType = 255
+)
+
+var msgNames = map[MsgType]string{
+	MsgCreateSession: "CreateSession", MsgKeepAlive: "KeepAlive", MsgCloseSession: "CloseSession",
+	MsgOpen: "Open", MsgGetContents: "GetContents", MsgGetStat: "GetStat", MsgReadDir: "ReadDir",
+	MsgSetContents: "SetContents", MsgDelete: "Delete", MsgStatus: "Status", MsgError: "Error",
+}
+
+func (t MsgType) String() string {
+	if n, ok := msgNames[t]; ok {
+		return n
+	}
+	return "MsgType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Header starts every request made within a session.
+type Header struct {
+	Session uint64 // session id from CreateSession
+	Epoch   uint64 // master epoch the client last saw; 0 if none yet
+}
+
+// WriteHeader numbers a session's writes for exactly-once retries. Seq is
+// unique per session and never reused; every write the client sent with a
+// sequence number below AckBelow has had its answer received, so the
+// replica may forget those answers.
+type WriteHeader struct {
+	Seq      uint64
+	AckBelow uint64
+}
+
+// RespHeader starts every response.
+type RespHeader struct {
+	Err      *Error `codec:",omitempty"`
+	Epoch    uint64 // the master's epoch
+	Revision uint64 // the revision (Raft index) the answer reflects
+}
+
+// ErrorResponse answers MsgError.
+type ErrorResponse struct {
+	RespHeader
+}
+
+// CreateSessionRequest opens a session. It is a Raft write.
+type CreateSessionRequest struct {
+	Version    int    // ProtocolVersion
+	ClientName string // free text for operators (host, process)
+	Cell       string // the cell the client expects, or "" / "local"
+}
+
+// CreateSessionResponse tells the client what it needs for the session.
+type CreateSessionResponse struct {
+	RespHeader
+	Session      uint64
+	Cell         string
+	ContentLimit int   // bytes; larger SetContents fail with ErrTooLarge
+	LeaseMillis  int64 // session lease length
+}
+
+// KeepAliveRequest renews the session's lease. The master holds it until the
+// lease is close to its end.
+type KeepAliveRequest struct {
+	Header
+}
+
+// KeepAliveResponse grants a lease of LeaseMillis from the moment the reply
+// was sent; HeldMillis is how long the master held the request, so the
+// client can bound the reply's send time from below by its own send time
+// plus HeldMillis.
+type KeepAliveResponse struct {
+	RespHeader
+	LeaseMillis int64
+	HeldMillis  int64
+}
+
+// CloseSessionRequest ends the session at once (a Raft write).
+type CloseSessionRequest struct {
+	Header
+	WriteHeader
+}
+
+// CloseSessionResponse answers CloseSession.
+type CloseSessionResponse struct {
+	RespHeader
+}
+
+// OpenRequest opens (and maybe creates) a node. When Create is CreateNo it is
+// a read; otherwise a write.
+type OpenRequest struct {
+	Header
+	WriteHeader
+	Path      string
+	Create    fsapi.CreateMode
+	Ephemeral bool
+	Directory bool
+	Contents  []byte
+}
+
+// OpenResponse gives the opened node's metadata.
+type OpenResponse struct {
+	RespHeader
+	Stat    fsapi.Stat
+	Created bool
+}
+
+// NodeRef names one instance of a node. Instance 0 matches any instance.
+type NodeRef struct {
+	Path     string
+	Instance uint64
+}
+
+// GetContentsRequest reads a file's contents and metadata.
+type GetContentsRequest struct {
+	Header
+	NodeRef
+}
+
+// GetContentsResponse carries a file's contents and metadata.
+type GetContentsResponse struct {
+	RespHeader
+	Data []byte
+	Stat fsapi.Stat
+}
+
+// GetStatRequest reads a node's metadata.
+type GetStatRequest struct {
+	Header
+	NodeRef
+}
+
+// GetStatResponse carries a node's metadata.
+type GetStatResponse struct {
+	RespHeader
+	Stat fsapi.Stat
+}
+
+// ReadDirRequest lists a directory.
+type ReadDirRequest struct {
+	Header
+	NodeRef
+}
+
+// ReadDirResponse lists the children, sorted by name.
+type ReadDirResponse struct {
+	RespHeader
+	Stat    fsapi.Stat // the directory's own metadata
+	Entries []fsapi.DirEntry
+}
+
+// SetContentsRequest replaces a file's contents. IfGeneration other than
+// fsapi.AnyGeneration makes it a compare-and-swap.
+type SetContentsRequest struct {
+	Header
+	WriteHeader
+	NodeRef
+	Data         []byte
+	IfGeneration uint64
+}
+
+// SetContentsResponse gives the file's new metadata.
+type SetContentsResponse struct {
+	RespHeader
+	Stat fsapi.Stat
+}
+
+// DeleteRequest deletes a node (a directory only when empty).
+type DeleteRequest struct {
+	Header
+	WriteHeader
+	NodeRef
+}
+
+// DeleteResponse answers Delete.
+type DeleteResponse struct {
+	RespHeader
+}
+
+// StatusRequest asks one replica about itself. It needs no session and may be
+// sent to any replica.
+type StatusRequest struct{}
+
+// StatusResponse describes one replica as it sees itself.
+type StatusResponse struct {
+	RespHeader
+	ID           string
+	Address      string
+	Cell         string
+	State        string // "master", "replica" (follower) or "candidate"
+	Term         uint64
+	LastIndex    uint64
+	CommitIndex  uint64
+	AppliedIndex uint64
+	LeaderID     string
+	LeaderAddr   string
+	Sessions     int
+	Nodes        int
+	// LeaseRemainingMillis is, on the master, how long its master lease
+	// still holds (0: reads take the ReadIndex path).
+	LeaseRemainingMillis int64
+	Servers              []Server // the Raft configuration this replica knows
+}
+
+// Server is one member of the Raft configuration.
+type Server struct {
+	ID      string
+	Address string
+	Voter   bool
+}
+
+// Header lets the server fill in any response's common header.
+func (h *RespHeader) Header() *RespHeader { return h }
