@@ -1,0 +1,68 @@
+package fsm
+
+import (
+	"github.com/haspcell/hasp/fsapi"
+)
+
+// Config is fixed for the life of a cell and must be the same on every
+// replica (it is part of what makes Apply deterministic).
+type Config struct {
+	// ContentLimit is the largest file contents in bytes. Default
+	// fsapi.DefaultContentLimit (256 KiB).
+	ContentLimit int
+}
+
+// Node is one file or directory as stored. Treat it as immutable: the FSM
+// shares it between views and never modifies it after publishing.
+type Node struct {
+	Stat fsapi.Stat
+	Data []byte
+}
+
+// SessionInfo describes one live session.
+type SessionInfo struct {
+	ID          uint64
+	Created     int64 // leader wall clock, Unix ns
+	LeaseMillis int64
+	ClientName  string
+	Ephemerals  int // ephemeral nodes it owns
+}
+
+// Result is what Apply returns for every command (as the raft.ApplyFuture's
+// Response()). Domain failures are results, not panics. It is also what the
+// per-session dedup table stores, so it must be serialisable.
+type Result struct {
+	Stat    fsapi.Stat
+	Created bool
+	Session uint64 // CmdCreateSession: the new session's id
+	ErrKind ErrKind
+	ErrMsg  string
+}
+
+// ErrKind names the fsapi sentinel a failed Result maps to.
+type ErrKind uint8
+
+// ErrKind values. Never renumber: they are stored in snapshots (dedup table).
+const (
+	ErrKindOK                 ErrKind = 0
+	ErrKindNotExist           ErrKind = 1  // fsapi.ErrNotExist
+	ErrKindExist              ErrKind = 2  // fsapi.ErrExist
+	ErrKindNotEmpty           ErrKind = 3  // fsapi.ErrNotEmpty
+	ErrKindGenerationMismatch ErrKind = 4  // fsapi.ErrGenerationMismatch
+	ErrKindTooLarge           ErrKind = 5  // fsapi.ErrTooLarge
+	ErrKindBadName            ErrKind = 6  // fsapi.ErrBadName
+	ErrKindBadRequest         ErrKind = 7  // fsapi.ErrBadRequest
+	ErrKindSessionExpired     ErrKind = 8  // fsapi.ErrSessionExpired
+	ErrKindHandleInvalid      ErrKind = 9  // fsapi.ErrHandleInvalid
+	ErrKindNotDir             ErrKind = 10 // fsapi.ErrNotDir
+	ErrKindIsDir              ErrKind = 11 // fsapi.ErrIsDir
+	ErrKindPermission         ErrKind = 12 // fsapi.ErrPermission
+)
+
+// MaxUnacked is the most writes a session may have applied but not yet
+// acknowledged (WriteMeta.AckBelow). A write past it fails with
+// fsapi.ErrBadRequest and is not applied.
+const MaxUnacked = 4096
+
+// Err returns the Result's error, wrapping the matching fsapi sentinel, or nil.
+func (r *Result) Err() error { return r.err() }

@@ -1,0 +1,190 @@
+package fsm
+
+import (
+	"hash/crc64"
+
+	iradix "github.com/hashicorp/go-immutable-radix/v2"
+	"github.com/haspcell/hasp/fsapi"
+)
+
+var crcTable = crc64.MakeTable(crc64.ECMA)
+
+// txn applies one command: it edits a copy-on-write transaction over the
+// published tree and the FSM's sessions (the caller holds f.mu).
+type txn struct {
+	f     *FSM
+	index uint64
+	tree  *iradix.Txn[*Node]
+}
+
+func (t *txn) apply(cmd any) Result {
+	switch c := cmd.(type) {
+	case *CreateSession:
+		return t.createSession(c)
+	case *CloseSession:
+		if c.Expired {
+			return t.closeSession(c.Meta.Session)
+		}
+		return t.write(c.Meta, func(*session) Result { return t.closeSession(c.Meta.Session) })
+	case *Open:
+		return t.write(c.Meta, func(s *session) Result { return t.open(c, s) })
+	case *SetContents:
+		return t.write(c.Meta, func(*session) Result { return t.setContents(c) })
+	case *Delete:
+		return t.write(c.Meta, func(*session) Result { return t.delete(c) })
+	case *Noop:
+		return Result{}
+	}
+	// Unreachable: Decode returns only the types above.
+	return fail(ErrKindBadRequest, "unknown command %T", cmd)
+}
+
+func (t *txn) get(path string) (*Node, bool) { return t.tree.Get(nodeKey(path)) }
+func (t *txn) put(path string, n *Node)      { t.tree.Insert(nodeKey(path), n) }
+
+func (t *txn) open(c *Open, s *session) Result {
+	if err := fsapi.CheckPath(c.Path); err != nil {
+		return failErr(err)
+	}
+	mode := fsapi.CreateMode(c.Create)
+	switch {
+	case mode != fsapi.CreateMay && mode != fsapi.CreateMust:
+		return fail(ErrKindBadRequest, "open %s: create mode %v: want may or must", c.Path, mode)
+	case c.Directory && len(c.Contents) > 0:
+		return fail(ErrKindBadRequest, "open %s: a directory cannot have contents", c.Path)
+	case len(c.Contents) > t.f.cfg.ContentLimit:
+		return t.tooLarge(c.Path, len(c.Contents))
+	case c.Ephemeral && s == nil:
+		return fail(ErrKindBadRequest, "open %s: an ephemeral node needs a session", c.Path)
+	}
+	if n, ok := t.get(c.Path); ok {
+		if mode == fsapi.CreateMust {
+			return fail(ErrKindExist, "%s", c.Path)
+		}
+		return Result{Stat: n.Stat}
+	}
+	parent := fsapi.Parent(c.Path)
+	p, ok := t.get(parent)
+	if !ok {
+		return fail(ErrKindNotExist, "%s (parent of %s)", parent, c.Path)
+	}
+	if !p.Stat.IsDir {
+		return fail(ErrKindNotDir, "%s (parent of %s)", parent, c.Path)
+	}
+	n := t.newNode(c)
+	if c.Ephemeral {
+		n.Stat.EphemeralOwner = s.id
+		s.ephemerals[c.Path] = struct{}{}
+	}
+	t.put(c.Path, n)
+	t.addChildren(parent, p, 1)
+	return Result{Stat: n.Stat, Created: true}
+}
+
+func (t *txn) newNode(c *Open) *Node {
+	n := &Node{Stat: fsapi.Stat{
+		Instance:          t.index,
+		ContentGeneration: 1,
+		CreatedRevision:   t.index,
+		ModifiedRevision:  t.index,
+		IsDir:             c.Directory,
+	}}
+	setData(n, c.Contents)
+	return n
+}
+
+// setData sets a node's contents with their size and checksum. Empty
+// contents are stored as nil so that snapshots are canonical.
+func setData(n *Node, data []byte) {
+	if len(data) == 0 {
+		data = nil
+	}
+	n.Data = data
+	n.Stat.Size = uint64(len(data))
+	n.Stat.Checksum = crc64.Checksum(data, crcTable)
+}
+
+// addChildren replaces the directory p at path with a copy whose child
+// count is changed by delta, and returns the copy.
+func (t *txn) addChildren(path string, p *Node, delta int) *Node {
+	cp := *p
+	cp.Stat.Children = uint64(int64(cp.Stat.Children) + int64(delta))
+	t.put(path, &cp)
+	return &cp
+}
+
+func (t *txn) tooLarge(path string, size int) Result {
+	return fail(ErrKindTooLarge, "contents of %s are %d bytes; the limit is %d bytes",
+		path, size, t.f.cfg.ContentLimit)
+}
+
+// lookup finds the node a SetContents or Delete names and checks the
+// handle's instance.
+func (t *txn) lookup(path string, instance uint64) (*Node, Result, bool) {
+	if err := fsapi.CheckPath(path); err != nil {
+		return nil, failErr(err), false
+	}
+	n, ok := t.get(path)
+	if !ok {
+		return nil, fail(ErrKindNotExist, "%s", path), false
+	}
+	if instance != 0 && instance != n.Stat.Instance {
+		return nil, fail(ErrKindHandleInvalid, "%s: handle is for instance %d, node is instance %d",
+			path, instance, n.Stat.Instance), false
+	}
+	return n, Result{}, true
+}
+
+func (t *txn) setContents(c *SetContents) Result {
+	n, r, ok := t.lookup(c.Path, c.Instance)
+	switch {
+	case !ok:
+		return r
+	case n.Stat.IsDir:
+		return fail(ErrKindIsDir, "%s", c.Path)
+	case c.IfGeneration != 0 && c.IfGeneration != n.Stat.ContentGeneration:
+		return fail(ErrKindGenerationMismatch, "%s: expected generation %d, actual %d",
+			c.Path, c.IfGeneration, n.Stat.ContentGeneration)
+	case len(c.Data) > t.f.cfg.ContentLimit:
+		return t.tooLarge(c.Path, len(c.Data))
+	}
+	cp := *n
+	cp.Stat.ContentGeneration++
+	cp.Stat.ModifiedRevision = t.index
+	setData(&cp, c.Data)
+	t.put(c.Path, &cp)
+	return Result{Stat: cp.Stat}
+}
+
+func (t *txn) delete(c *Delete) Result {
+	if c.Path == fsapi.Root {
+		return fail(ErrKindBadRequest, "cannot delete root")
+	}
+	n, r, ok := t.lookup(c.Path, c.Instance)
+	switch {
+	case !ok:
+		return r
+	case n.Stat.Children > 0:
+		return fail(ErrKindNotEmpty, "%s has %d children", c.Path, n.Stat.Children)
+	}
+	t.remove(c.Path, n)
+	return Result{Stat: n.Stat}
+}
+
+// remove deletes the childless node n at path, then every ephemeral
+// ancestor directory that this leaves empty.
+func (t *txn) remove(path string, n *Node) {
+	for {
+		t.tree.Delete(nodeKey(path))
+		if s := t.f.sessions[n.Stat.EphemeralOwner]; s != nil {
+			delete(s.ephemerals, path)
+		}
+		parent := fsapi.Parent(path)
+		p, _ := t.get(parent) // a node's parent always exists
+		p = t.addChildren(parent, p, -1)
+		if parent == fsapi.Root || p.Stat.EphemeralOwner == 0 || p.Stat.Children > 0 {
+			return
+		}
+		path, n = parent, p
+	}
+}

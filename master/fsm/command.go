@@ -1,0 +1,144 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// CmdType is the first byte of every Raft log entry this FSM applies. The
+// log format is separate from the client wire format (fsapi/wire), so a
+// change to the protocol never changes what is replicated. Never renumber.
+type CmdType uint8
+
+// IgnoreUnknown marks a command that an older replica may skip if it does
+// not know the type (Consul's pattern). Without the bit, an unknown type
+// panics: applying part of the log would diverge replicas.
+const IgnoreUnknown CmdType = 0x80
+
+const (
+	CmdCreateSession CmdType = 1
+	CmdCloseSession  CmdType = 2
+	CmdOpen          CmdType = 3
+	CmdSetContents   CmdType = 4
+	CmdDelete        CmdType = 5
+	// CmdNoop changes nothing; the leader commits it as a barrier.
+	CmdNoop CmdType = 6
+)
+
+// WriteMeta is stamped on every client write. Time is the leader's wall
+// clock (Unix nanoseconds) when it proposed the command: the FSM never reads
+// a clock. Session/Seq/AckBelow drive exactly-once application (see
+// wire.WriteHeader); Seq 0 disables deduplication.
+type WriteMeta struct {
+	Session  uint64
+	Seq      uint64
+	AckBelow uint64
+	Time     int64
+}
+
+// CreateSession creates a session whose id is the entry's Raft index.
+type CreateSession struct {
+	Time        int64
+	LeaseMillis int64
+	ClientName  string
+}
+
+// CloseSession ends a session: by the client (Expired false, deduplicated
+// by Meta like any write) or by the master's expiry timer (Expired true).
+// Either way the session's ephemeral nodes are deleted.
+type CloseSession struct {
+	Meta    WriteMeta
+	Expired bool
+}
+
+// Open creates a node (Create is CreateMay or CreateMust).
+type Open struct {
+	Meta      WriteMeta
+	Path      string
+	Create    uint8 // fsapi.CreateMode
+	Ephemeral bool
+	Directory bool
+	Contents  []byte
+}
+
+// SetContents replaces a file's contents, optionally as a compare-and-swap.
+type SetContents struct {
+	Meta         WriteMeta
+	Path         string
+	Instance     uint64 // 0: any instance
+	Data         []byte
+	IfGeneration uint64 // 0: unconditional
+}
+
+// Delete deletes a node; a directory only when it has no children.
+type Delete struct {
+	Meta     WriteMeta
+	Path     string
+	Instance uint64 // 0: any instance
+}
+
+// Noop is a barrier entry.
+type Noop struct {
+	Time int64
+}
+
+var handle = &codec.MsgpackHandle{WriteExt: true}
+
+func init() { handle.MaxInitLen = 4096 }
+
+// Encode returns the log entry for a command: type byte, then msgpack.
+func Encode(t CmdType, cmd any) ([]byte, error) {
+	// The codec writes from the start of the slice it is given, so encode
+	// the body first and prepend the type byte.
+	var body []byte
+	if err := codec.NewEncoderBytes(&body, handle).Encode(cmd); err != nil {
+		return nil, fmt.Errorf("fsm: encode %T: %w", cmd, err)
+	}
+	out := make([]byte, 1+len(body))
+	out[0] = byte(t)
+	copy(out[1:], body)
+	return out, nil
+}
+
+// Decode parses a log entry into its type and command. It returns an error,
+// never panics, on malformed input.
+func Decode(data []byte) (CmdType, any, error) {
+	if len(data) == 0 {
+		return 0, nil, fmt.Errorf("fsm: empty command")
+	}
+	t := CmdType(data[0])
+	var cmd any
+	switch t &^ IgnoreUnknown {
+	case CmdCreateSession:
+		cmd = &CreateSession{}
+	case CmdCloseSession:
+		cmd = &CloseSession{}
+	case CmdOpen:
+		cmd = &Open{}
+	case CmdSetContents:
+		cmd = &SetContents{}
+	case CmdDelete:
+		cmd = &Delete{}
+	case CmdNoop:
+		cmd = &Noop{}
+	default:
+		return t, nil, fmt.Errorf("fsm: unknown command type %d", t)
+	}
+	if err := decodeBody(data[1:], cmd); err != nil {
+		return t, nil, err
+	}
+	return t, cmd, nil
+}
+
+func decodeBody(b []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("fsm: decode %T: %v", v, r)
+		}
+	}()
+	if err := codec.NewDecoderBytes(b, handle).Decode(v); err != nil {
+		return fmt.Errorf("fsm: decode %T: %w", v, err)
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package fsm
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// session is a live session as the FSM keeps it.
+type session struct {
+	id          uint64
+	created     int64
+	leaseMillis int64
+	clientName  string
+	// ephemerals holds the paths of the ephemeral nodes it owns.
+	ephemerals map[string]struct{}
+	// replies holds the Result of each applied write by sequence number,
+	// for writes not yet acknowledged (seq >= ackBelow).
+	replies  map[uint64]Result
+	ackBelow uint64
+}
+
+func newSession(id uint64) *session {
+	return &session{id: id, ephemerals: map[string]struct{}{}, replies: map[uint64]Result{}}
+}
+
+func (s *session) info() SessionInfo {
+	return SessionInfo{
+		ID:          s.id,
+		Created:     s.created,
+		LeaseMillis: s.leaseMillis,
+		ClientName:  s.clientName,
+		Ephemerals:  len(s.ephemerals),
+	}
+}
+
+func (s *session) clone() *session {
+	cp := *s
+	cp.ephemerals = maps.Clone(s.ephemerals)
+	cp.replies = maps.Clone(s.replies)
+	return &cp
+}
+
+// ack raises ackBelow to below and forgets the replies below it.
+func (s *session) ack(below uint64) {
+	if below <= s.ackBelow {
+		return
+	}
+	s.ackBelow = below
+	for seq := range s.replies {
+		if seq < below {
+			delete(s.replies, seq)
+		}
+	}
+}
+
+func (t *txn) createSession(c *CreateSession) Result {
+	s := newSession(t.index)
+	s.created, s.leaseMillis, s.clientName = c.Time, c.LeaseMillis, c.ClientName
+	t.f.sessions[s.id] = s
+	return Result{Session: s.id}
+}
+
+// write runs a client write for meta's session: it checks that the session
+// lives and applies the write at most once per sequence number. Session 0
+// is an internal write: no session, no deduplication.
+func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
+	if meta.Session == 0 {
+		return do(nil)
+	}
+	s := t.f.sessions[meta.Session]
+	if s == nil {
+		return fail(ErrKindSessionExpired, "session %d", meta.Session)
+	}
+	if meta.Seq == 0 {
+		return do(s)
+	}
+	if meta.Seq < s.ackBelow {
+		s.ack(meta.AckBelow)
+		return fail(ErrKindBadRequest, "stale sequence number %d: session %d acknowledged all below %d",
+			meta.Seq, s.id, s.ackBelow)
+	}
+	if r, ok := s.replies[meta.Seq]; ok {
+		s.ack(meta.AckBelow)
+		return r
+	}
+	s.ack(meta.AckBelow)
+	if len(s.replies) >= MaxUnacked {
+		return fail(ErrKindBadRequest, "too many unacknowledged writes: session %d has %d",
+			s.id, len(s.replies))
+	}
+	r := do(s)
+	if meta.Seq >= s.ackBelow {
+		s.replies[meta.Seq] = r
+	}
+	return r
+}
+
+// closeSession deletes the session's childless ephemeral nodes, deepest
+// first, then the session and its dedup table. Ephemeral directories that
+// still hold children stay; they go when they become empty.
+func (t *txn) closeSession(id uint64) Result {
+	s := t.f.sessions[id]
+	if s == nil {
+		return fail(ErrKindSessionExpired, "session %d", id)
+	}
+	for _, path := range deepestFirst(s.ephemerals) {
+		n, ok := t.get(path)
+		if ok && n.Stat.EphemeralOwner == id && n.Stat.Children == 0 {
+			t.remove(path, n)
+		}
+	}
+	delete(t.f.sessions, id)
+	return Result{Session: id}
+}
+
+// deepestFirst returns the paths sorted by depth, deepest first, then by path.
+func deepestFirst(set map[string]struct{}) []string {
+	paths := slices.Collect(maps.Keys(set))
+	slices.SortFunc(paths, func(a, b string) int {
+		if c := cmp.Compare(strings.Count(b, "/"), strings.Count(a, "/")); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	return paths
+}
