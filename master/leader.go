@@ -1,0 +1,147 @@
+package master
+
+import (
+	"context"
+	"time"
+
+	"github.com/haspcell/hasp/master/fsm"
+)
+
+const (
+	// barrierTimeout bounds one attempt at the new master's barrier.
+	barrierTimeout = 5 * time.Second
+	// expiryScan is how often the master looks for expired sessions.
+	expiryScan = 100 * time.Millisecond
+	// fullRescan is how often it re-reads every session from the FSM, to
+	// catch any it did not hear of through its own handlers.
+	fullRescan = 5 * time.Second
+)
+
+// leaderLoop follows Raft's leadership notifications (Config.NotifyCh,
+// which unlike LeaderCh never drops a transition) and runs lead for each
+// term in which this replica leads.
+//
+//  1. On true: start lead in its own goroutine.
+//  2. On false, or on shutdown: withdraw the master state first (calls see
+//     "not master" at once), then stop lead and wait for it.
+func (s *Server) leaderLoop() {
+	var running *leadRun
+	stop := func() {
+		if running == nil {
+			return
+		}
+		if ls := s.leading.Swap(nil); ls != nil {
+			ls.lease.drop()
+			close(ls.doneCh)
+		}
+		running.stop()
+		running = nil
+		s.leases.clear()
+	}
+	for {
+		select {
+		case isLeader := <-s.leaderCh:
+			stop()
+			if isLeader {
+				running = s.startLead()
+			}
+		case <-s.stopCh:
+			stop()
+			return
+		}
+	}
+}
+
+// leadRun is one running lead goroutine.
+type leadRun struct {
+	cancel context.CancelFunc
+	doneCh chan struct{}
+}
+
+func (s *Server) startLead() *leadRun {
+	ctx, cancel := context.WithCancel(context.Background())
+	run := &leadRun{cancel: cancel, doneCh: make(chan struct{})}
+	go func() {
+		defer close(run.doneCh)
+		s.lead(ctx)
+	}()
+	return run
+}
+
+func (r *leadRun) stop() {
+	r.cancel()
+	<-r.doneCh
+}
+
+// lead runs while this replica leads one term:
+//
+//  1. Commit a barrier, so the FSM has applied every entry committed by any
+//     earlier master.
+//  2. Extend every session's lease to a full lease from now: an old master
+//     granted none longer.
+//  3. Publish the master state: from here calls are served.
+//  4. Expire sessions whose lease ran out, through Raft.
+func (s *Server) lead(ctx context.Context) {
+	term := s.raft.CurrentTerm()
+	ml := &masterLease{length: s.leaseLength()}
+	// No lease read until any older master's lease has surely expired.
+	ml.ml.Start(term, s.clock.Now().Add(ml.length))
+	for {
+		err := s.raft.Barrier(barrierTimeout).Error()
+		if err == nil {
+			break
+		}
+		s.log.Warn("master barrier failed", "term", term, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	now := time.Now()
+	s.leases.reset(sessionIDs(s.fsm.Sessions()), now)
+	ls := &leaderState{term: term, doneCh: make(chan struct{}), lease: ml}
+	s.leading.Store(ls)
+	s.log.Info("became master", "term", term, "sessions", s.leases.len())
+	go s.renewLease(ctx, ls)
+
+	tick := time.NewTicker(expiryScan)
+	defer tick.Stop()
+	lastRescan := now
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if now.Sub(lastRescan) >= fullRescan {
+				s.leases.ensure(sessionIDs(s.fsm.Sessions()), now)
+				lastRescan = now
+			}
+			s.expire(ctx, now)
+		}
+	}
+}
+
+// expire proposes the end of every session whose lease has run out.
+func (s *Server) expire(ctx context.Context, now time.Time) {
+	for _, id := range s.leases.expired(now) {
+		cmd := &fsm.CloseSession{Meta: fsm.WriteMeta{Session: id, Time: now.UnixNano()}, Expired: true}
+		res, err := s.propose(ctx, fsm.CmdCloseSession, cmd)
+		if err != nil {
+			s.log.Warn("session expiry not committed; will retry", "session", id, "err", err)
+			return
+		}
+		s.leases.remove(id)
+		if res.ErrKind == 0 {
+			s.log.Info("session expired", "session", id)
+		}
+	}
+}
+
+func sessionIDs(infos []fsm.SessionInfo) []uint64 {
+	ids := make([]uint64, len(infos))
+	for i, in := range infos {
+		ids[i] = in.ID
+	}
+	return ids
+}

@@ -1,0 +1,111 @@
+package master
+
+import (
+	"sync"
+	"time"
+)
+
+// leaseTable holds the master's view of every session's lease end. It is
+// leader-local: never replicated, rebuilt by each new master from the
+// sessions in the FSM, each extended to a full lease from the moment the new
+// master took over.
+type leaseTable struct {
+	ttl time.Duration
+
+	mu  sync.Mutex // protects following fields
+	end map[uint64]time.Time
+}
+
+func newLeaseTable(ttl time.Duration) *leaseTable {
+	return &leaseTable{ttl: ttl, end: map[uint64]time.Time{}}
+}
+
+// reset replaces the table: every listed session's lease ends a full lease
+// from now.
+func (t *leaseTable) reset(ids []uint64, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.end = make(map[uint64]time.Time, len(ids))
+	for _, id := range ids {
+		t.end[id] = now.Add(t.ttl)
+	}
+}
+
+// ensure adds any listed session the table lacks, with a full lease.
+func (t *leaseTable) ensure(ids []uint64, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := t.end[id]; !ok {
+			t.end[id] = now.Add(t.ttl)
+		}
+	}
+}
+
+func (t *leaseTable) clear() { t.reset(nil, time.Time{}) }
+
+func (t *leaseTable) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.end)
+}
+
+// get returns the session's lease end.
+func (t *leaseTable) get(id uint64) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end, ok := t.end[id]
+	return end, ok
+}
+
+// extend makes the session's lease end a full lease after now, never
+// earlier than it was. It reports false for a session not in the table.
+func (t *leaseTable) extend(id uint64, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end, ok := t.end[id]
+	if !ok {
+		return false
+	}
+	if n := now.Add(t.ttl); n.After(end) {
+		t.end[id] = n
+	}
+	return true
+}
+
+func (t *leaseTable) add(id uint64, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.end[id] = now.Add(t.ttl)
+}
+
+func (t *leaseTable) remove(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.end, id)
+}
+
+// expired lists the sessions whose lease ended before now.
+func (t *leaseTable) expired(now time.Time) []uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []uint64
+	for id, end := range t.end {
+		if now.After(end) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// holdFor is how long a KeepAlive that arrives at now is held: until the
+// lease is within margin of its end, so the client has time to send the
+// next one. The margin is a quarter of the lease, at least one second.
+func (t *leaseTable) holdFor(id uint64, now time.Time) time.Duration {
+	end, ok := t.get(id)
+	if !ok {
+		return 0
+	}
+	margin := max(t.ttl/4, time.Second)
+	return max(end.Sub(now)-margin, 0)
+}

@@ -1,0 +1,75 @@
+package master
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/haspcell/hasp/lease"
+)
+
+// leaseDelta is the scheduling margin δ in the master lease length
+// L = HeartbeatTimeout·(1−ε) − δ.
+const leaseDelta = 20 * time.Millisecond
+
+// leaseLength is this replica's master lease length.
+func (s *Server) leaseLength() time.Duration {
+	return lease.MasterLength(s.cfg.HeartbeatTimeout, lease.DefaultEpsilon, leaseDelta)
+}
+
+// masterLease guards one term's lease.Master.
+type masterLease struct {
+	length time.Duration
+
+	mu sync.Mutex // protects following fields
+	ml lease.Master
+}
+
+func (l *masterLease) renewed(term uint64, sentAt time.Time) {
+	l.mu.Lock()
+	l.ml.Renewed(term, sentAt, l.length)
+	l.mu.Unlock()
+}
+
+func (l *masterLease) valid(term uint64, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ml.Valid(term, now)
+}
+
+func (l *masterLease) remaining(term uint64, now time.Time) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ml.Remaining(term, now)
+}
+
+func (l *masterLease) drop() {
+	l.mu.Lock()
+	l.ml.Drop()
+	l.mu.Unlock()
+}
+
+// renewLease keeps the master lease fresh while this replica leads: every
+// L/3 it takes t0, commits a barrier, and on success extends the lease to
+// t0 + L. Any failure drops the lease; reads then take the ReadIndex path
+// until a later renewal succeeds. Client writes renew it too (see
+// proposeIndex), so under write load the barriers are mostly redundant.
+func (s *Server) renewLease(ctx context.Context, ls *leaderState) {
+	every := max(ls.lease.length/3, time.Millisecond)
+	for {
+		t0 := s.clock.Now()
+		if err := s.raft.Barrier(ls.lease.length).Error(); err != nil {
+			ls.lease.drop()
+			s.log.Debug("master lease renewal failed", "err", err)
+		} else {
+			ls.lease.renewed(ls.term, t0)
+		}
+		t := s.clock.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C():
+		}
+	}
+}

@@ -1,0 +1,154 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"github.com/hashicorp/yamux"
+
+	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/fsapi/wire"
+)
+
+const (
+	// requestReadTimeout bounds how long a client may take to send one
+	// request frame once it opened a stream.
+	requestReadTimeout = 30 * time.Second
+	// replyWriteTimeout bounds writing one response.
+	replyWriteTimeout = 10 * time.Second
+	// maxCallTime bounds one call other than KeepAlive at the replica.
+	maxCallTime = 30 * time.Second
+)
+
+func yamuxConfig(s *Server) *yamux.Config {
+	yc := yamux.DefaultConfig()
+	yc.AcceptBacklog = 1024
+	yc.EnableKeepAlive = true
+	yc.KeepAliveInterval = 5 * time.Second
+	yc.ConnectionWriteTimeout = 10 * time.Second
+	yc.StreamOpenTimeout = 10 * time.Second
+	yc.LogOutput = io.Discard
+	return yc
+}
+
+// serveClientConn runs one client's yamux session: every stream is one call.
+// The session's context ends when the connection does, so a call whose
+// client vanished stops waiting.
+func (s *Server) serveClientConn(conn net.Conn) {
+	if !s.addConn(conn) {
+		conn.Close()
+		return
+	}
+	defer s.removeConn(conn)
+	sess, err := yamux.Server(conn, yamuxConfig(s))
+	if err != nil {
+		conn.Close()
+		return
+	}
+	defer sess.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-sess.CloseChan():
+		case <-s.stopCh:
+		}
+		cancel()
+	}()
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !sess.IsClosed() {
+				s.log.Debug("client session ended", "remote", conn.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		go s.serveStream(ctx, st)
+	}
+}
+
+// serveStream answers one call:
+//
+//  1. Read one frame (bounded in size and time).
+//  2. Decode and dispatch it by type.
+//  3. Write one response frame and close the stream.
+//
+// A frame that cannot be read or decoded gets an error response when the
+// stream still works; the connection and the replica go on.
+func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
+	defer st.Close()
+	st.SetReadDeadline(time.Now().Add(requestReadTimeout))
+	typ, body, err := wire.ReadFrame(st, wire.MaxFrame)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			s.log.Debug("bad request frame", "err", err)
+			s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(err)}})
+		}
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	h, ok := s.handlers()[typ]
+	if !ok {
+		err := errors.New("wire: unknown message type " + typ.String())
+		s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(errors.Join(fsapi.ErrBadRequest, err))}})
+		return
+	}
+	s.reply(st, typ, h(ctx, body))
+}
+
+func (s *Server) reply(st *yamux.Stream, typ wire.MsgType, resp any) {
+	st.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
+	if err := wire.WriteFrame(st, typ, resp); err != nil {
+		s.log.Debug("reply not sent", "type", typ, "err", err)
+	}
+}
+
+type handlerFunc func(ctx context.Context, body []byte) any
+
+type responder interface{ Header() *wire.RespHeader }
+
+// rpc adapts a typed handler: decode the request, call it, and put any
+// error and the epoch in the response header.
+func rpc[Req any, Resp any, PResp interface {
+	*Resp
+	responder
+}](s *Server, timeout time.Duration, f func(context.Context, *Req) (PResp, error)) handlerFunc {
+	return func(ctx context.Context, body []byte) any {
+		var req Req
+		var resp PResp
+		err := wire.Decode(body, &req)
+		if err == nil {
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			resp, err = f(ctx, &req)
+		}
+		if resp == nil {
+			resp = PResp(new(Resp))
+		}
+		hdr := resp.Header()
+		if err != nil {
+			hdr.Err = wire.ToWire(s.callErr(err))
+		}
+		hdr.Epoch = s.epoch()
+		return resp
+	}
+}
+
+// callErr turns context and Raft failures into the errors clients retry on.
+func (s *Server) callErr(err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return errors.Join(fsapi.ErrUnavailable, err)
+	}
+	return err
+}
+
+func (s *Server) handlers() map[wire.MsgType]handlerFunc {
+	return s.handlerTable
+}
