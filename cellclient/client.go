@@ -1,0 +1,451 @@
+package cellclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/fsapi/wire"
+)
+
+// maxOutstandingWrites bounds a client's concurrent writes, well under the
+// number of unacknowledged answers a replica keeps per session.
+const maxOutstandingWrites = 1024
+
+// Client is a session with one cell. It is safe for concurrent use.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	session      uint64
+	cell         string
+	contentLimit int
+	leaseTTL     time.Duration
+
+	writeSem chan struct{}
+	seqs     seqTracker
+
+	doneCh    chan struct{} // closed when the session ends (Close or expiry)
+	stopKA    context.CancelFunc
+	kaDone    chan struct{}
+	closeOnce sync.Once
+
+	mu         sync.Mutex // protects following fields
+	cur        *conn      // connection to the replica believed to be master
+	hint       string     // where the last "not master" said the master is
+	next       int        // next address to try when there is no hint
+	epoch      uint64
+	leaseEnd   time.Time // conservative local lease end
+	endErr     error     // why the session ended; nil while it lives
+	lastMaster string
+}
+
+// Dial creates a session with the cell. It returns once the session exists,
+// retrying across replicas until ctx ends.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.ClientName == "" {
+		cfg.ClientName = filepath.Base(os.Args[0])
+	}
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		writeSem: make(chan struct{}, maxOutstandingWrites),
+		doneCh:   make(chan struct{}),
+		kaDone:   make(chan struct{}),
+		next:     rand.IntN(len(cfg.Addrs)),
+	}
+	sent := time.Now()
+	var resp wire.CreateSessionResponse
+	req := &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: cfg.ClientName, Cell: cfg.Cell}
+	if err := c.do(ctx, wire.MsgCreateSession, req, &resp, false); err != nil {
+		c.dropAll()
+		return nil, fmt.Errorf("cellclient: create session: %w", err)
+	}
+	c.session, c.cell, c.contentLimit = resp.Session, resp.Cell, resp.ContentLimit
+	c.leaseTTL = time.Duration(resp.LeaseMillis) * time.Millisecond
+	c.leaseEnd = sent.Add(c.leaseTTL)
+	kaCtx, cancel := context.WithCancel(context.Background())
+	c.stopKA = cancel
+	go c.keepAliveLoop(kaCtx)
+	return c, nil
+}
+
+// Session is the session's id.
+func (c *Client) Session() uint64 { return c.session }
+
+// Cell is the name of the cell the session is with.
+func (c *Client) Cell() string { return c.cell }
+
+// ContentLimit is the cell's largest file, in bytes.
+func (c *Client) ContentLimit() int { return c.contentLimit }
+
+// Done is closed when the session ends, by Close or by expiry.
+func (c *Client) Done() <-chan struct{} { return c.doneCh }
+
+// Err says why the session ended (fsapi.ErrSessionExpired or
+// fsapi.ErrClosed), or nil while it lives.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endErr
+}
+
+// Master is the address of the replica that last answered as master.
+func (c *Client) Master() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastMaster
+}
+
+// Close ends the session at once: its ephemeral nodes are deleted. Calls
+// after Close fail with fsapi.ErrClosed.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.stopKA()
+		<-c.kaDone
+		if c.Err() == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var resp wire.CloseSessionResponse
+			err = c.write(ctx, wire.MsgCloseSession, func(h wire.Header, w wire.WriteHeader) any {
+				return &wire.CloseSessionRequest{Header: h, WriteHeader: w}
+			}, &resp)
+			if errors.Is(err, fsapi.ErrSessionExpired) {
+				err = nil
+			}
+		}
+		c.end(fsapi.ErrClosed)
+		c.dropAll()
+	})
+	return err
+}
+
+// end marks the session over; the first reason wins.
+func (c *Client) end(reason error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.endErr != nil {
+		return
+	}
+	c.endErr = reason
+	close(c.doneCh)
+}
+
+func (c *Client) header() wire.Header {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return wire.Header{Session: c.session, Epoch: c.epoch}
+}
+
+// read performs a read call.
+func (c *Client) read(ctx context.Context, typ wire.MsgType, req any, resp responder) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return c.do(ctx, typ, req, resp, false)
+}
+
+// write performs a write exactly once: it takes a sequence number, and every
+// retry (at this or a new master) carries the same one, so the cell applies
+// it at most once and answers a retry with the first answer.
+func (c *Client) write(ctx context.Context, typ wire.MsgType, build func(wire.Header, wire.WriteHeader) any, resp responder) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	select {
+	case c.writeSem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.writeSem }()
+	seq := c.seqs.begin()
+	defer c.seqs.end(seq)
+	return c.doWrite(ctx, typ, seq, build, resp)
+}
+
+func (c *Client) doWrite(ctx context.Context, typ wire.MsgType, seq uint64, build func(wire.Header, wire.WriteHeader) any, resp responder) error {
+	mk := func() any { return build(c.header(), wire.WriteHeader{Seq: seq, AckBelow: c.seqs.ackBelow()}) }
+	return c.retry(ctx, typ, mk, resp, true)
+}
+
+type responder interface{ Header() *wire.RespHeader }
+
+func (c *Client) do(ctx context.Context, typ wire.MsgType, req any, resp responder, isWrite bool) error {
+	return c.retry(ctx, typ, func() any { return req }, resp, isWrite)
+}
+
+// retry sends a call until it gets an answer that is not "try elsewhere":
+//
+//  1. Use the current master connection, or dial the next candidate.
+//  2. On a transport failure, drop the connection and try the next replica.
+//  3. On "not master", follow the hint (or the next replica).
+//  4. On any other answer, return it.
+//
+// It backs off between tries and stops when ctx ends. A write whose context
+// ends after a try may have reached the cell returns an *fsapi.AmbiguousError.
+func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, resp responder, isWrite bool) error {
+	var lastErr error
+	maybeSent := false
+	timeout := c.cfg.AttemptTimeout
+	if typ == wire.MsgKeepAlive {
+		timeout = c.leaseTTL + c.cfg.AttemptTimeout
+	}
+	for try := 0; ; try++ {
+		if try > 0 {
+			if err := sleepCtx(ctx, backoff(try)); err != nil {
+				return c.giveUp(err, lastErr, isWrite && maybeSent)
+			}
+		}
+		cn, err := c.connect(ctx)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		*resp.Header() = wire.RespHeader{}
+		err = cn.roundTrip(ctx, timeout, typ, mk(), resp)
+		if err != nil {
+			if !errors.Is(err, errNotSent) {
+				maybeSent = true
+			}
+			if ctx.Err() != nil {
+				return c.giveUp(ctx.Err(), err, isWrite && maybeSent)
+			}
+			if isDomainErr(err) {
+				return err
+			}
+			lastErr = err
+			c.drop(cn)
+			continue
+		}
+		hdr := resp.Header()
+		err = hdr.Err.Err()
+		if tryElsewhere(err) {
+			lastErr = err
+			c.follow(cn, err)
+			continue
+		}
+		c.answered(cn, hdr.Epoch)
+		return err
+	}
+}
+
+func (c *Client) giveUp(ctxErr, lastErr error, ambiguous bool) error {
+	err := ctxErr
+	if lastErr != nil {
+		err = fmt.Errorf("%w (last error: %v)", ctxErr, lastErr)
+	}
+	if ambiguous {
+		return &fsapi.AmbiguousError{Err: err}
+	}
+	return err
+}
+
+// tryElsewhere says whether a replica's answer means "try again, maybe at
+// another replica": not master, or the cell is unavailable for now.
+func tryElsewhere(err error) bool {
+	var nm *fsapi.NotMasterError
+	return errors.As(err, &nm) || errors.Is(err, fsapi.ErrUnavailable)
+}
+
+// isDomainErr says whether err is about the request itself, so retrying
+// cannot help.
+func isDomainErr(err error) bool {
+	for _, e := range []error{fsapi.ErrNotExist, fsapi.ErrExist, fsapi.ErrNotEmpty, fsapi.ErrGenerationMismatch,
+		fsapi.ErrTooLarge, fsapi.ErrBadName, fsapi.ErrBadRequest, fsapi.ErrSessionExpired, fsapi.ErrHandleClosed,
+		fsapi.ErrHandleInvalid, fsapi.ErrPermission, fsapi.ErrNotDir, fsapi.ErrIsDir, fsapi.ErrWrongCell} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var we *fsapi.WrongEpochError
+	return errors.As(err, &we)
+}
+
+func backoff(try int) time.Duration {
+	d := 5 * time.Millisecond << min(try-1, 5) // 5 ms … 160 ms
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// connect returns the connection to the believed master, dialling the
+// hinted replica or the next one in Addrs if there is none.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
+	c.mu.Lock()
+	if c.cur != nil && !c.cur.broken() {
+		cn := c.cur
+		c.mu.Unlock()
+		return cn, nil
+	}
+	addr := c.hint
+	c.hint = ""
+	if addr == "" {
+		addr = c.cfg.Addrs[c.next%len(c.cfg.Addrs)]
+		c.next++
+	}
+	c.mu.Unlock()
+	cn, err := dial(ctx, addr, c.cfg.DialTimeout)
+	if err != nil {
+		c.log.Debug("dial failed", "addr", addr, "err", err)
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur != nil && !c.cur.broken() { // another call connected first
+		cn.close()
+		return c.cur, nil
+	}
+	c.cur = cn
+	return cn, nil
+}
+
+// drop forgets a connection that failed.
+func (c *Client) drop(cn *conn) {
+	c.mu.Lock()
+	if c.cur == cn {
+		c.cur = nil
+	}
+	c.mu.Unlock()
+	cn.close()
+}
+
+// follow reacts to "not master": remember the hint and leave this replica,
+// unless the hint is this replica (it is about to become master: stay).
+func (c *Client) follow(cn *conn, err error) {
+	var nm *fsapi.NotMasterError
+	hint := ""
+	if errors.As(err, &nm) {
+		hint = nm.Leader
+	}
+	if hint == cn.addr {
+		return
+	}
+	c.mu.Lock()
+	c.hint = hint
+	c.mu.Unlock()
+	c.drop(cn)
+}
+
+func (c *Client) answered(cn *conn, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch > c.epoch {
+		c.epoch = epoch
+	}
+	c.lastMaster = cn.addr
+}
+
+func (c *Client) dropAll() {
+	c.mu.Lock()
+	cn := c.cur
+	c.cur = nil
+	c.mu.Unlock()
+	if cn != nil {
+		cn.close()
+	}
+}
+
+// keepAliveLoop keeps one KeepAlive outstanding at all times. Each answer
+// extends the local lease conservatively: from the request's send time plus
+// the time the master says it held the request. If no master answers
+// before the local lease plus the grace period runs out, or the master says
+// the session is gone, the session ends as expired.
+func (c *Client) keepAliveLoop(ctx context.Context) {
+	defer close(c.kaDone)
+	for {
+		c.mu.Lock()
+		deadline := c.leaseEnd.Add(c.cfg.GracePeriod)
+		c.mu.Unlock()
+		callCtx, cancel := context.WithDeadline(ctx, deadline)
+		sent := time.Now()
+		var resp wire.KeepAliveResponse
+		err := c.do(callCtx, wire.MsgKeepAlive, &wire.KeepAliveRequest{Header: c.header()}, &resp, false)
+		cancel()
+		switch {
+		case err == nil:
+			c.extendLease(sent, resp)
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, fsapi.ErrSessionExpired), errors.Is(err, context.DeadlineExceeded):
+			c.log.Warn("session expired", "session", c.session, "err", err)
+			c.end(fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, c.session))
+			c.dropAll()
+			return
+		default:
+			c.log.Warn("keepalive failed", "err", err)
+			if sleepCtx(ctx, 100*time.Millisecond) != nil {
+				return
+			}
+		}
+	}
+}
+
+// clockRateBound is the fraction by which the client assumes its clock may
+// run slow relative to the master's.
+const clockRateBound = 1e-3
+
+func (c *Client) extendLease(sent time.Time, resp wire.KeepAliveResponse) {
+	d := time.Duration(resp.HeldMillis+resp.LeaseMillis) * time.Millisecond
+	end := sent.Add(d - time.Duration(float64(d)*clockRateBound))
+	c.mu.Lock()
+	if end.After(c.leaseEnd) {
+		c.leaseEnd = end
+	}
+	c.mu.Unlock()
+}
+
+// seqTracker numbers writes and knows the lowest one still in flight.
+type seqTracker struct {
+	mu   sync.Mutex // protects following fields
+	next uint64
+	out  map[uint64]struct{}
+}
+
+func (t *seqTracker) begin() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.out == nil {
+		t.out = map[uint64]struct{}{}
+	}
+	t.next++
+	t.out[t.next] = struct{}{}
+	return t.next
+}
+
+func (t *seqTracker) end(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.out, seq)
+}
+
+// ackBelow is the lowest sequence number whose answer has not arrived.
+func (t *seqTracker) ackBelow() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	low := t.next + 1
+	for s := range t.out {
+		low = min(low, s)
+	}
+	return low
+}

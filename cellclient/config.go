@@ -1,0 +1,65 @@
+package cellclient
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Client. The zero value of every field but Addrs
+// means its default.
+type Config struct {
+	// Addrs lists the cell's replicas (host:port). Any one is enough to find
+	// the master; list them all so the client survives any replica's loss.
+	Addrs []string
+	// Cell is the cell the client expects; "" or "local" accept any.
+	Cell string
+	// ClientName is shown to operators (default: the program name).
+	ClientName string
+	// DialTimeout bounds one TCP connect (default 2 s).
+	DialTimeout time.Duration
+	// AttemptTimeout bounds one try of one call at one replica (default 5 s).
+	// A call is retried, at the same or a new master, until its context ends.
+	AttemptTimeout time.Duration
+	// GracePeriod is how long the client hunts for a master after its local
+	// lease runs out before it declares the session expired (default 45 s).
+	GracePeriod time.Duration
+	// Logger receives the client's logs (default: discard).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 2 * time.Second
+	}
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 5 * time.Second
+	}
+	if c.GracePeriod == 0 {
+		c.GracePeriod = 45 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Addrs) == 0 {
+		errs = append(errs, errors.New("no replica addresses"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"dial timeout", c.DialTimeout}, {"attempt timeout", c.AttemptTimeout}, {"grace period", c.GracePeriod}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.v))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("cellclient: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package cellclient
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/fsapi/wire"
+)
+
+// OpenOptions say how to open a node. The zero value opens an existing node.
+type OpenOptions struct {
+	// Create says whether Open may or must create the node.
+	Create fsapi.CreateMode
+	// Ephemeral makes a created node belong to this session: it is deleted
+	// when the session ends.
+	Ephemeral bool
+	// Directory creates a directory rather than a file.
+	Directory bool
+	// Contents are a created file's initial contents.
+	Contents []byte
+}
+
+// Open opens the node called name (/ls/CELL/...; "local" for this cell),
+// creating it if opts say so. A nil opts opens an existing node.
+func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Handle, error) {
+	if opts == nil {
+		opts = &OpenOptions{}
+	}
+	path, err := c.path(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(opts.Contents) > c.contentLimit {
+		return nil, fmt.Errorf("open %s: %w: contents of %d bytes exceed the cell's limit of %d",
+			name, fsapi.ErrTooLarge, len(opts.Contents), c.contentLimit)
+	}
+	var resp wire.OpenResponse
+	if opts.Create == fsapi.CreateNo {
+		req := &wire.OpenRequest{Header: c.header(), Path: path}
+		err = c.read(ctx, wire.MsgOpen, req, &resp)
+	} else {
+		err = c.write(ctx, wire.MsgOpen, func(h wire.Header, w wire.WriteHeader) any {
+			return &wire.OpenRequest{Header: h, WriteHeader: w, Path: path, Create: opts.Create,
+				Ephemeral: opts.Ephemeral, Directory: opts.Directory, Contents: opts.Contents}
+		}, &resp)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	h := &Handle{c: c, name: fsapi.FullName(c.cell, path), ref: wire.NodeRef{Path: path, Instance: resp.Stat.Instance},
+		created: resp.Created}
+	h.poisonCtx, h.poison = context.WithCancel(context.Background())
+	return h, nil
+}
+
+// path checks a name and returns the path inside this client's cell.
+func (c *Client) path(name string) (string, error) {
+	cell, path, err := fsapi.ParseName(name)
+	if err != nil {
+		return "", err
+	}
+	if cell != fsapi.LocalCell && cell != c.cell {
+		return "", fmt.Errorf("%w: %s is in cell %q; this client is connected to %q", fsapi.ErrWrongCell, name, cell, c.cell)
+	}
+	return path, nil
+}
+
+// Handle is an open node: one instance of it. Once that node is deleted the
+// handle fails with fsapi.ErrHandleInvalid, even if the name is created
+// again. A Handle is safe for concurrent use.
+type Handle struct {
+	c       *Client
+	name    string
+	ref     wire.NodeRef
+	created bool
+
+	poisonCtx context.Context // ends at Close and Poison
+	poison    context.CancelFunc
+
+	mu     sync.Mutex // protects following fields
+	closed error
+}
+
+// Name is the node's full name.
+func (h *Handle) Name() string { return h.name }
+
+// Created says whether Open created the node.
+func (h *Handle) Created() bool { return h.created }
+
+// Instance is the node instance this handle belongs to.
+func (h *Handle) Instance() uint64 { return h.ref.Instance }
+
+// Close releases the handle. It never fails; later calls on the handle fail
+// with fsapi.ErrHandleClosed.
+func (h *Handle) Close() error {
+	h.shut()
+	return nil
+}
+
+// Poison makes outstanding and later calls on the handle fail with
+// fsapi.ErrHandleClosed, without closing it: a way for one goroutine to
+// cancel another's calls.
+func (h *Handle) Poison() { h.shut() }
+
+func (h *Handle) shut() {
+	h.mu.Lock()
+	if h.closed == nil {
+		h.closed = fmt.Errorf("%s: %w", h.name, fsapi.ErrHandleClosed)
+	}
+	h.mu.Unlock()
+	h.poison()
+}
+
+// call runs op with a context that also ends when the handle is poisoned.
+func (h *Handle) call(ctx context.Context, what string, op func(context.Context) error) error {
+	h.mu.Lock()
+	closed := h.closed
+	h.mu.Unlock()
+	if closed != nil {
+		return closed
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(h.poisonCtx, cancel)
+	defer stop()
+	err := op(ctx)
+	if h.poisonCtx.Err() != nil {
+		return fmt.Errorf("%s %s: %w", what, h.name, fsapi.ErrHandleClosed)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, h.name, err)
+	}
+	return nil
+}
+
+// GetContentsAndStat reads the file's whole contents and its metadata.
+func (h *Handle) GetContentsAndStat(ctx context.Context) ([]byte, fsapi.Stat, error) {
+	var resp wire.GetContentsResponse
+	err := h.call(ctx, "read", func(ctx context.Context) error {
+		return h.c.read(ctx, wire.MsgGetContents, &wire.GetContentsRequest{Header: h.c.header(), NodeRef: h.ref}, &resp)
+	})
+	return resp.Data, resp.Stat, err
+}
+
+// GetStat reads the node's metadata.
+func (h *Handle) GetStat(ctx context.Context) (fsapi.Stat, error) {
+	var resp wire.GetStatResponse
+	err := h.call(ctx, "stat", func(ctx context.Context) error {
+		return h.c.read(ctx, wire.MsgGetStat, &wire.GetStatRequest{Header: h.c.header(), NodeRef: h.ref}, &resp)
+	})
+	return resp.Stat, err
+}
+
+// ReadDir lists a directory's children, sorted by name.
+func (h *Handle) ReadDir(ctx context.Context) ([]fsapi.DirEntry, error) {
+	var resp wire.ReadDirResponse
+	err := h.call(ctx, "readdir", func(ctx context.Context) error {
+		return h.c.read(ctx, wire.MsgReadDir, &wire.ReadDirRequest{Header: h.c.header(), NodeRef: h.ref}, &resp)
+	})
+	return resp.Entries, err
+}
+
+// SetContents replaces the file's contents. With ifGeneration other than
+// fsapi.AnyGeneration it is a compare-and-swap that fails with
+// fsapi.ErrGenerationMismatch unless the file's content generation is
+// ifGeneration. It returns the file's new metadata.
+func (h *Handle) SetContents(ctx context.Context, data []byte, ifGeneration uint64) (fsapi.Stat, error) {
+	if len(data) > h.c.contentLimit {
+		return fsapi.Stat{}, fmt.Errorf("write %s: %w: %d bytes exceed the cell's limit of %d",
+			h.name, fsapi.ErrTooLarge, len(data), h.c.contentLimit)
+	}
+	var resp wire.SetContentsResponse
+	err := h.call(ctx, "write", func(ctx context.Context) error {
+		return h.c.write(ctx, wire.MsgSetContents, func(hd wire.Header, w wire.WriteHeader) any {
+			return &wire.SetContentsRequest{Header: hd, WriteHeader: w, NodeRef: h.ref, Data: data, IfGeneration: ifGeneration}
+		}, &resp)
+	})
+	return resp.Stat, err
+}
+
+// Delete deletes the node; a directory only if it has no children.
+func (h *Handle) Delete(ctx context.Context) error {
+	var resp wire.DeleteResponse
+	return h.call(ctx, "delete", func(ctx context.Context) error {
+		return h.c.write(ctx, wire.MsgDelete, func(hd wire.Header, w wire.WriteHeader) any {
+			return &wire.DeleteRequest{Header: hd, WriteHeader: w, NodeRef: h.ref}
+		}, &resp)
+	})
+}
