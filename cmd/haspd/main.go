@@ -1,0 +1,189 @@
+// Command haspd runs a hasp replica, or with --dev a whole five-replica cell
+// in one process.
+//
+//	haspd --id r1 --dir DATA --listen 127.0.0.1:7001 --cell-name dev \
+//	      --initial-cell r1=127.0.0.1:7001,r2=127.0.0.1:7002,...
+//	haspd --dir DATA          # restart: the rest is stored in DATA
+//	haspd --dev               # five replicas on 127.0.0.1:7001-7005
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/haspcell/hasp/master"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type options struct {
+	id, dir, listen, advertise, cell, initial, logLevel string
+	dev                                                 bool
+	contentLimit                                        int
+	sessionLease, heartbeat                             time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	def := master.DefaultConfig()
+	o := &options{}
+	fs := flag.NewFlagSet("haspd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.id, "id", "", "replica id, e.g. r1 (stored in --dir)")
+	fs.StringVar(&o.dir, "dir", "", "data directory (--dev: default ./hasp-dev)")
+	fs.StringVar(&o.listen, "listen", "", "TCP address for Raft and clients, e.g. 127.0.0.1:7001")
+	fs.StringVar(&o.advertise, "advertise", "", "address peers and clients use (default --listen)")
+	fs.StringVar(&o.cell, "cell-name", "", "the cell's name (/ls/CELL/...)")
+	fs.StringVar(&o.initial, "initial-cell", "", "every replica of a new cell: r1=HOST:PORT,r2=...; used only when --dir is empty")
+	fs.BoolVar(&o.dev, "dev", false, "run a five-replica cell named dev in this process on 127.0.0.1:7001-7005")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.IntVar(&o.contentLimit, "content-limit", def.ContentLimit, "largest file in bytes (cell-wide; fixed at bootstrap)")
+	fs.DurationVar(&o.sessionLease, "session-lease", def.SessionLease, "session lease granted by KeepAlives")
+	fs.DurationVar(&o.heartbeat, "heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat and election timeout")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return o, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "haspd:", err)
+		return 2
+	}
+	logger, err := newLogger(o.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "haspd:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.dev {
+		err = runDev(ctx, o, logger, stdout)
+	} else {
+		err = runReplica(ctx, o, logger, stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "haspd:", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+func (o *options) config(logger *slog.Logger) (master.Config, error) {
+	cfg := master.DefaultConfig()
+	cfg.ID, cfg.Dir, cfg.Listen, cfg.Advertise, cfg.CellName = o.id, o.dir, o.listen, o.advertise, o.cell
+	cfg.ContentLimit, cfg.SessionLease, cfg.Logger = o.contentLimit, o.sessionLease, logger
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.heartbeat
+	cfg.LeaderLeaseTimeout = o.heartbeat / 2
+	if o.initial != "" {
+		m, err := master.ParseInitialCell(o.initial)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.InitialCell = m
+	}
+	return cfg, nil
+}
+
+func runReplica(ctx context.Context, o *options, logger *slog.Logger, stdout io.Writer) error {
+	if o.dir == "" {
+		return errors.New("--dir is required (or use --dev)")
+	}
+	cfg, err := o.config(logger)
+	if err != nil {
+		return err
+	}
+	srv, err := master.New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "haspd: replica %s serving on %s\n", srv.ID(), srv.Addr())
+	return srv.Run(ctx)
+}
+
+// devAddrs are the --dev cell's replicas.
+var devAddrs = []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003", "127.0.0.1:7004", "127.0.0.1:7005"}
+
+func runDev(ctx context.Context, o *options, logger *slog.Logger, stdout io.Writer) error {
+	dir := o.dir
+	if dir == "" {
+		dir = "hasp-dev"
+	}
+	var initial []string
+	for i, a := range devAddrs {
+		initial = append(initial, fmt.Sprintf("r%d=%s", i+1, a))
+	}
+	var servers []*master.Server
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	for i, addr := range devAddrs {
+		ro := *o
+		ro.id, ro.dir, ro.listen, ro.cell = fmt.Sprintf("r%d", i+1), filepath.Join(dir, fmt.Sprintf("r%d", i+1)), addr, "dev"
+		ro.initial = strings.Join(initial, ",")
+		cfg, err := ro.config(logger)
+		if err != nil {
+			return err
+		}
+		srv, err := master.New(cfg)
+		if err != nil {
+			return fmt.Errorf("replica r%d: %w", i+1, err)
+		}
+		servers = append(servers, srv)
+	}
+	m, err := waitMaster(ctx, servers)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "hasp: cell dev ready, master %s at %s; clients use --cell %s (data in %s; Ctrl-C stops)\n",
+		m.ID(), m.Addr(), strings.Join(devAddrs, ","), dir)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "hasp: stopping")
+	return nil
+}
+
+func waitMaster(ctx context.Context, servers []*master.Server) (*master.Server, error) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, s := range servers {
+			if s.IsMaster() {
+				return s, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, errors.New("stopped before a master was elected")
+		case <-tick.C:
+		}
+	}
+}
