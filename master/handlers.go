@@ -48,8 +48,27 @@ func (s *Server) epoch() uint64 {
 	return s.raft.CurrentTerm()
 }
 
-// session checks that the call comes from a live session on the master.
+// session checks that the call comes from a live session on the master,
+// in the current epoch (the Raft term of this master). A call from an
+// older epoch is rejected with the new one: the client then knows a
+// fail-over happened (and flushes what it may have missed) before its calls
+// go on. A call from a newer epoch means this master is stale.
 func (s *Server) session(h wire.Header) (*leaderState, error) {
+	ls, err := s.liveSession(h)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case h.Epoch == 0 || h.Epoch == ls.term:
+		return ls, nil
+	case h.Epoch < ls.term:
+		return nil, &fsapi.WrongEpochError{Epoch: ls.term}
+	}
+	return nil, &fsapi.NotMasterError{}
+}
+
+// liveSession checks the master and the session, not the epoch.
+func (s *Server) liveSession(h wire.Header) (*leaderState, error) {
 	ls, err := s.master()
 	if err != nil {
 		return nil, err
@@ -201,13 +220,20 @@ func (s *Server) createSession(ctx context.Context, req *wire.CreateSessionReque
 // keepAlive holds the call until the session's lease nears its end (or the
 // master steps down), then extends the lease from the moment of the reply.
 func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wire.KeepAliveResponse, error) {
-	ls, err := s.session(req.Header)
+	ls, err := s.liveSession(req.Header)
 	if err != nil {
 		return nil, err
 	}
 	arrived := time.Now()
 	s.leases.ensure([]uint64{req.Session}, arrived)
-	t := time.NewTimer(s.leases.holdFor(req.Session, arrived))
+	hold := s.leases.holdFor(req.Session, arrived)
+	if req.Epoch != ls.term {
+		// The first KeepAlive after a fail-over (or at session start) is
+		// answered at once: the client learns the new epoch and gets a
+		// fresh lease before its old one can run out.
+		hold = 0
+	}
+	t := time.NewTimer(hold)
 	defer t.Stop()
 	select {
 	case <-t.C:

@@ -3,6 +3,8 @@ package master
 import (
 	"sync"
 	"time"
+
+	"github.com/haspcell/hasp/lease"
 )
 
 // leaseTable holds the master's view of every session's lease end. It is
@@ -106,6 +108,5 @@ func (t *leaseTable) holdFor(id uint64, now time.Time) time.Duration {
 	if !ok {
 		return 0
 	}
-	margin := max(t.ttl/4, time.Second)
-	return max(end.Sub(now)-margin, 0)
+	return lease.KeepAliveHold(now, end, t.ttl)
 }
