@@ -13,6 +13,7 @@ import (
 
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/wire"
+	"github.com/haspcell/hasp/lease"
 )
 
 // maxOutstandingWrites bounds a client's concurrent writes, well under the
@@ -37,13 +38,18 @@ type Client struct {
 	kaDone    chan struct{}
 	closeOnce sync.Once
 
+	clock  lease.Clock
+	events *eventQueue
+
 	mu         sync.Mutex // protects following fields
 	cur        *conn      // connection to the replica believed to be master
 	hint       string     // where the last "not master" said the master is
 	next       int        // next address to try when there is no hint
 	epoch      uint64
-	leaseEnd   time.Time // conservative local lease end
-	endErr     error     // why the session ended; nil while it lives
+	leaseEnd   time.Time     // conservative local lease end
+	state      lease.State   // safe, jeopardy or expired
+	stateCh    chan struct{} // closed and replaced on every state change
+	endErr     error         // why the session ended; nil while it lives
 	lastMaster string
 }
 
@@ -64,12 +70,16 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		doneCh:   make(chan struct{}),
 		kaDone:   make(chan struct{}),
 		next:     rand.IntN(len(cfg.Addrs)),
+		clock:    cfg.Clock,
+		stateCh:  make(chan struct{}),
+		events:   newEventQueue(),
 	}
-	sent := time.Now()
+	sent := c.clock.Now()
 	var resp wire.CreateSessionResponse
 	req := &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: cfg.ClientName, Cell: cfg.Cell}
 	if err := c.do(ctx, wire.MsgCreateSession, req, &resp, false); err != nil {
 		c.dropAll()
+		c.events.abandon()
 		return nil, fmt.Errorf("cellclient: create session: %w", err)
 	}
 	c.session, c.cell, c.contentLimit = resp.Session, resp.Cell, resp.ContentLimit
@@ -127,6 +137,7 @@ func (c *Client) Close() error {
 			}
 		}
 		c.end(fsapi.ErrClosed)
+		c.events.abandon()
 		c.dropAll()
 	})
 	return err
@@ -135,12 +146,18 @@ func (c *Client) Close() error {
 // end marks the session over; the first reason wins.
 func (c *Client) end(reason error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.endErr != nil {
+		c.mu.Unlock()
 		return
 	}
 	c.endErr = reason
+	c.setStateLocked(lease.Expired)
 	close(c.doneCh)
+	c.mu.Unlock()
+	if errors.Is(reason, fsapi.ErrSessionExpired) {
+		c.events.push(SessionEvent{Kind: EventExpired, Err: reason})
+	}
+	c.events.close()
 }
 
 func (c *Client) header() wire.Header {
@@ -151,7 +168,7 @@ func (c *Client) header() wire.Header {
 
 // read performs a read call.
 func (c *Client) read(ctx context.Context, typ wire.MsgType, req any, resp responder) error {
-	if err := c.Err(); err != nil {
+	if err := c.waitUsable(ctx); err != nil {
 		return err
 	}
 	return c.do(ctx, typ, req, resp, false)
@@ -161,7 +178,7 @@ func (c *Client) read(ctx context.Context, typ wire.MsgType, req any, resp respo
 // retry (at this or a new master) carries the same one, so the cell applies
 // it at most once and answers a retry with the first answer.
 func (c *Client) write(ctx context.Context, typ wire.MsgType, build func(wire.Header, wire.WriteHeader) any, resp responder) error {
-	if err := c.Err(); err != nil {
+	if err := c.waitUsable(ctx); err != nil {
 		return err
 	}
 	select {
@@ -234,6 +251,14 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 		if tryElsewhere(err) {
 			lastErr = err
 			c.follow(cn, err)
+			continue
+		}
+		var we *fsapi.WrongEpochError
+		if errors.As(err, &we) {
+			// A fail-over happened that this call is the first to see:
+			// take the new epoch (telling the application) and retry.
+			lastErr = err
+			c.answered(cn, we.Epoch)
 			continue
 		}
 		c.answered(cn, hdr.Epoch)
@@ -347,13 +372,20 @@ func (c *Client) follow(cn *conn, err error) {
 	c.drop(cn)
 }
 
+// answered records that the master at cn answered in epoch. A new epoch
+// means a master fail-over: the application is told, since it may have
+// missed events from the old master.
 func (c *Client) answered(cn *conn, epoch uint64) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	old := c.epoch
 	if epoch > c.epoch {
 		c.epoch = epoch
 	}
 	c.lastMaster = cn.addr
+	c.mu.Unlock()
+	if old != 0 && epoch > old {
+		c.events.push(SessionEvent{Kind: EventMasterFailover, Epoch: epoch})
+	}
 }
 
 func (c *Client) dropAll() {
@@ -364,55 +396,6 @@ func (c *Client) dropAll() {
 	if cn != nil {
 		cn.close()
 	}
-}
-
-// keepAliveLoop keeps one KeepAlive outstanding at all times. Each answer
-// extends the local lease conservatively: from the request's send time plus
-// the time the master says it held the request. If no master answers
-// before the local lease plus the grace period runs out, or the master says
-// the session is gone, the session ends as expired.
-func (c *Client) keepAliveLoop(ctx context.Context) {
-	defer close(c.kaDone)
-	for {
-		c.mu.Lock()
-		deadline := c.leaseEnd.Add(c.cfg.GracePeriod)
-		c.mu.Unlock()
-		callCtx, cancel := context.WithDeadline(ctx, deadline)
-		sent := time.Now()
-		var resp wire.KeepAliveResponse
-		err := c.do(callCtx, wire.MsgKeepAlive, &wire.KeepAliveRequest{Header: c.header()}, &resp, false)
-		cancel()
-		switch {
-		case err == nil:
-			c.extendLease(sent, resp)
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, fsapi.ErrSessionExpired), errors.Is(err, context.DeadlineExceeded):
-			c.log.Warn("session expired", "session", c.session, "err", err)
-			c.end(fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, c.session))
-			c.dropAll()
-			return
-		default:
-			c.log.Warn("keepalive failed", "err", err)
-			if sleepCtx(ctx, 100*time.Millisecond) != nil {
-				return
-			}
-		}
-	}
-}
-
-// clockRateBound is the fraction by which the client assumes its clock may
-// run slow relative to the master's.
-const clockRateBound = 1e-3
-
-func (c *Client) extendLease(sent time.Time, resp wire.KeepAliveResponse) {
-	d := time.Duration(resp.HeldMillis+resp.LeaseMillis) * time.Millisecond
-	end := sent.Add(d - time.Duration(float64(d)*clockRateBound))
-	c.mu.Lock()
-	if end.After(c.leaseEnd) {
-		c.leaseEnd = end
-	}
-	c.mu.Unlock()
 }
 
 // seqTracker numbers writes and knows the lowest one still in flight.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/haspcell/hasp/lease"
 )
 
 // Config configures a Client. The zero value of every field but Addrs
@@ -27,6 +29,9 @@ type Config struct {
 	GracePeriod time.Duration
 	// Logger receives the client's logs (default: discard).
 	Logger *slog.Logger
+	// Clock is the time source of the local session lease (default: the
+	// system clock). Tests replace it to skew the client's clock.
+	Clock lease.Clock
 }
 
 func (c *Config) setDefaults() {
@@ -41,6 +46,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = lease.SystemClock{}
 	}
 }
 
