@@ -1,10 +1,11 @@
 package cellclient
 
-// CutOffForTest points the client at an address where nothing listens, as
-// if a network partition cut it off from every replica.
-func (c *Client) CutOffForTest() {
+// SetAddrsForTest replaces the replica list and drops the connection, as if
+// the network changed under the client. Pointing it at an address where
+// nothing listens cuts the client off from the cell.
+func (c *Client) SetAddrsForTest(addrs []string) {
 	c.mu.Lock()
-	c.cfg.Addrs = []string{"127.0.0.1:1"}
+	c.cfg.Addrs = addrs
 	c.hint = ""
 	cur := c.cur
 	c.cur = nil
@@ -13,3 +14,6 @@ func (c *Client) CutOffForTest() {
 		cur.close()
 	}
 }
+
+// CutOffForTest cuts the client off from every replica.
+func (c *Client) CutOffForTest() { c.SetAddrsForTest([]string{"127.0.0.1:1"}) }

@@ -1,0 +1,97 @@
+package cellclient_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/haspcell/hasp/cellclient"
+	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/lease"
+	"github.com/haspcell/hasp/master/mastertest"
+)
+
+func nextEvent(t *testing.T, ch <-chan cellclient.SessionEvent, timeout time.Duration) cellclient.SessionEvent {
+	t.Helper()
+	select {
+	case e, ok := <-ch:
+		if !ok {
+			t.Fatal("event channel closed")
+		}
+		return e
+	case <-time.After(timeout):
+		t.Fatalf("no session event within %v", timeout)
+	}
+	return cellclient.SessionEvent{}
+}
+
+// TestJeopardyThenSafe cuts a client off past its local lease, checks that
+// calls wait in jeopardy, then reconnects it within the grace period.
+func TestJeopardyThenSafe(t *testing.T) {
+	cell := mastertest.New(t, mastertest.Options{N: 3, Inmem: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: cell.Addrs(), GracePeriod: 20 * time.Second, AttemptTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	events := c.Events()
+	h, err := c.Open(ctx, "/ls/local/f", &cellclient.OpenOptions{Create: fsapi.CreateMust, Contents: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CutOffForTest()
+	if e := nextEvent(t, events, 10*time.Second); e.Kind != cellclient.EventJeopardy {
+		t.Fatalf("event %v, want jeopardy", e.Kind)
+	}
+	if c.State() != lease.Jeopardy {
+		t.Fatalf("state %v", c.State())
+	}
+	// A call in jeopardy waits rather than failing.
+	readDone := make(chan error, 1)
+	go func() {
+		_, _, err := h.GetContentsAndStat(ctx)
+		readDone <- err
+	}()
+	select {
+	case err := <-readDone:
+		t.Fatalf("call returned in jeopardy: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	c.SetAddrsForTest(cell.Addrs())
+	if e := nextEvent(t, events, 10*time.Second); e.Kind != cellclient.EventSafe {
+		t.Fatalf("event %v, want safe", e.Kind)
+	}
+	if err := <-readDone; err != nil {
+		t.Fatalf("call waiting through jeopardy: %v", err)
+	}
+}
+
+// TestFailoverEvent crashes the master: the client sees a fail-over event,
+// no jeopardy, and its calls just succeed.
+func TestFailoverEvent(t *testing.T) {
+	cell := mastertest.New(t, mastertest.Options{N: 3})
+	c := dialCell(t, cell)
+	events := c.Events()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := c.Open(ctx, "/ls/local/f", &cellclient.OpenOptions{Create: fsapi.CreateMust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cell.Crash(cell.WaitMaster(t))
+	if _, err := h.SetContents(ctx, []byte("after"), fsapi.AnyGeneration); err != nil {
+		t.Fatalf("write across fail-over: %v", err)
+	}
+	e := nextEvent(t, events, 10*time.Second)
+	if e.Kind != cellclient.EventMasterFailover || e.Epoch == 0 {
+		t.Fatalf("event %+v, want master-failover", e)
+	}
+	// The session lease must not lapse across the fail-over.
+	select {
+	case e := <-events:
+		t.Fatalf("unexpected second event %v", e.Kind)
+	case <-time.After(4 * time.Second): // > the 3 s test session lease
+	}
+}
