@@ -5,6 +5,8 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -14,10 +16,13 @@ type hclogAdapter struct {
 	log  *slog.Logger
 	name string
 	args []any
+	// quiet, when it returns true, lowers everything to debug: while the
+	// replica shuts down, peers vanishing is expected, not an error.
+	quiet func() bool
 }
 
-func newHclog(l *slog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{log: l, name: name}
+func newHclog(l *slog.Logger, name string, quiet func() bool) hclog.Logger {
+	return &hclogAdapter{log: l, name: name, quiet: quiet}
 }
 
 func toSlog(l hclog.Level) slog.Level {
@@ -35,8 +40,20 @@ func toSlog(l hclog.Level) slog.Level {
 	}
 }
 
+// peerTrouble lists raft's messages about a peer it cannot reach. Raft
+// logs them as errors, but a replica that is down or restarting is a normal
+// event for a cell, reported once per attempt: warnings, not errors.
+var peerTrouble = []string{"failed to appendEntries to", "failed to heartbeat to", "failed to make requestVote RPC",
+	"failed to contact", "failed to decode incoming command", "failed to pipeline appendEntries"}
+
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	lvl := toSlog(level)
+	if lvl == slog.LevelError && slices.ContainsFunc(peerTrouble, func(p string) bool { return strings.HasPrefix(msg, p) }) {
+		lvl = slog.LevelWarn
+	}
+	if a.quiet != nil && a.quiet() && lvl > slog.LevelDebug {
+		lvl = slog.LevelDebug
+	}
 	if !a.log.Enabled(context.Background(), lvl) {
 		return
 	}
@@ -63,7 +80,7 @@ func (a *hclogAdapter) IsError() bool { return a.enabled(hclog.Error) }
 func (a *hclogAdapter) ImpliedArgs() []any { return a.args }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{log: a.log, name: a.name, args: append(append([]any{}, a.args...), args...)}
+	return &hclogAdapter{log: a.log, name: a.name, args: append(append([]any{}, a.args...), args...), quiet: a.quiet}
 }
 
 func (a *hclogAdapter) Name() string { return a.name }
@@ -73,11 +90,11 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 	if a.name != "" {
 		n = a.name + "." + name
 	}
-	return &hclogAdapter{log: a.log, name: n, args: a.args}
+	return &hclogAdapter{log: a.log, name: n, args: a.args, quiet: a.quiet}
 }
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{log: a.log, name: name, args: a.args}
+	return &hclogAdapter{log: a.log, name: name, args: a.args, quiet: a.quiet}
 }
 
 func (a *hclogAdapter) SetLevel(hclog.Level) {}

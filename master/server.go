@@ -45,6 +45,7 @@ type Server struct {
 	leading atomic.Pointer[leaderState]
 
 	wg        sync.WaitGroup
+	closing   atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 	stopCh    chan struct{}
@@ -96,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 	s.leases = newLeaseTable(cfg.SessionLease)
 	s.handlerTable = s.buildHandlers()
 	if err := s.openReplica(); err != nil {
-		s.shutdown()
+		s.shutdown(false)
 		return nil, err
 	}
 	return s, nil
@@ -116,7 +117,7 @@ func (s *Server) openReplica() error {
 		return fmt.Errorf("master: open raft store: %w", err)
 	}
 	s.store = store
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.Dir, 2, newHclog(s.log, "snapshot"))
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(s.cfg.Dir, 2, newHclog(s.log, "snapshot", s.stopping))
 	if err != nil {
 		return fmt.Errorf("master: open snapshot store: %w", err)
 	}
@@ -142,7 +143,7 @@ func (s *Server) listen() error {
 			Stream:  s.raftLayer,
 			MaxPool: 3,
 			Timeout: 5 * time.Second,
-			Logger:  newHclog(s.log, "raft-net"),
+			Logger:  newHclog(s.log, "raft-net", s.stopping),
 		})
 	}
 	s.track(func() { s.serveListener(ln) })
@@ -162,7 +163,7 @@ func (s *Server) raftConfig() *raft.Config {
 	rc.TrailingLogs = s.cfg.TrailingLogs
 	rc.SnapshotInterval = 30 * time.Second
 	rc.NotifyCh = s.leaderCh
-	rc.Logger = newHclog(s.log, "raft")
+	rc.Logger = newHclog(s.log, "raft", s.stopping)
 	return rc
 }
 
@@ -204,13 +205,25 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Close()
 }
 
-// Close stops serving and shuts Raft and the store down. It is idempotent.
+// Close stops serving and shuts Raft and the store down; a master first
+// hands leadership to another replica. It is idempotent.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown(true) })
 	return s.closeErr
 }
 
-func (s *Server) shutdown() error {
+// Crash stops the replica like Close but without handing leadership off, as
+// a process crash would (for tests). Its store is still closed cleanly.
+func (s *Server) Crash() error {
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown(false) })
+	return s.closeErr
+}
+
+func (s *Server) shutdown(handOff bool) error {
+	s.closing.Store(true)
+	if handOff {
+		s.handOff()
+	}
 	select {
 	case <-s.stopCh:
 	default:
@@ -239,6 +252,32 @@ func (s *Server) shutdown() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stopping reports whether Close has begun.
+func (s *Server) stopping() bool { return s.closing.Load() }
+
+// handOff, on a master that is shutting down cleanly, drops the master
+// lease and transfers leadership, so clients wait for a transfer (tens of
+// milliseconds) rather than an election timeout. The lease goes first: a
+// transfer bypasses follower stickiness, which the lease relies on.
+func (s *Server) handOff() {
+	ls := s.leading.Swap(nil)
+	if ls == nil || s.raft == nil {
+		return
+	}
+	ls.lease.drop()
+	close(ls.doneCh)
+	f := s.raft.LeadershipTransfer()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.log.Debug("leadership transfer at shutdown failed", "err", err)
+		}
+	case <-time.After(2 * s.cfg.ElectionTimeout):
+	}
 }
 
 // track runs f in a goroutine that Close waits for.

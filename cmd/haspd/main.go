@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,7 +48,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.cell, "cell-name", "", "the cell's name (/ls/CELL/...)")
 	fs.StringVar(&o.initial, "initial-cell", "", "every replica of a new cell: r1=HOST:PORT,r2=...; used only when --dir is empty")
 	fs.BoolVar(&o.dev, "dev", false, "run a five-replica cell named dev in this process on 127.0.0.1:7001-7005")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default warn; error with --dev)")
 	fs.IntVar(&o.contentLimit, "content-limit", def.ContentLimit, "largest file in bytes (cell-wide; fixed at bootstrap)")
 	fs.DurationVar(&o.sessionLease, "session-lease", def.SessionLease, "session lease granted by KeepAlives")
 	fs.DurationVar(&o.heartbeat, "heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat and election timeout")
@@ -68,6 +69,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stderr, "haspd:", err)
 		return 2
+	}
+	if o.logLevel == "" {
+		o.logLevel = "warn"
+		if o.dev {
+			o.logLevel = "error"
+		}
 	}
 	logger, err := newLogger(o.logLevel, stderr)
 	if err != nil {
@@ -140,13 +147,11 @@ func runDev(ctx context.Context, o *options, logger *slog.Logger, stdout io.Writ
 	for i, a := range devAddrs {
 		initial = append(initial, fmt.Sprintf("r%d=%s", i+1, a))
 	}
-	var servers []*master.Server
-	defer func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}()
-	for i, addr := range devAddrs {
+	servers := make([]*master.Server, len(devAddrs))
+	defer closeAll(servers)
+	errs := make([]error, len(devAddrs))
+	var wg sync.WaitGroup
+	for i, addr := range devAddrs { // concurrently: a restart waits out a lease first
 		ro := *o
 		ro.id, ro.dir, ro.listen, ro.cell = fmt.Sprintf("r%d", i+1), filepath.Join(dir, fmt.Sprintf("r%d", i+1)), addr, "dev"
 		ro.initial = strings.Join(initial, ",")
@@ -154,11 +159,17 @@ func runDev(ctx context.Context, o *options, logger *slog.Logger, stdout io.Writ
 		if err != nil {
 			return err
 		}
-		srv, err := master.New(cfg)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			servers[i], errs[i] = master.New(cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
 		if err != nil {
 			return fmt.Errorf("replica r%d: %w", i+1, err)
 		}
-		servers = append(servers, srv)
 	}
 	m, err := waitMaster(ctx, servers)
 	if err != nil {
@@ -169,6 +180,21 @@ func runDev(ctx context.Context, o *options, logger *slog.Logger, stdout io.Writ
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "hasp: stopping")
 	return nil
+}
+
+// closeAll stops every replica at once, so none logs the others vanishing.
+func closeAll(servers []*master.Server) {
+	var wg sync.WaitGroup
+	for _, s := range servers {
+		if s != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.Close()
+			}()
+		}
+	}
+	wg.Wait()
 }
 
 func waitMaster(ctx context.Context, servers []*master.Server) (*master.Server, error) {

@@ -193,7 +193,7 @@ func (c *Cell) Crash(i int) {
 	c.replicas[i].server = nil
 	c.mu.Unlock()
 	if srv != nil {
-		srv.Close()
+		srv.Crash()
 	}
 }
 
