@@ -231,7 +231,11 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 			continue
 		}
 		*resp.Header() = wire.RespHeader{}
-		err = cn.roundTrip(ctx, timeout, typ, mk(), resp)
+		req := mk()
+		if hs, ok := req.(interface{ SetHeader(wire.Header) }); ok && typ != wire.MsgCreateSession {
+			hs.SetHeader(c.header()) // the epoch may have changed since the last try
+		}
+		err = cn.roundTrip(ctx, timeout, typ, req, resp)
 		if err != nil {
 			if !errors.Is(err, errNotSent) {
 				maybeSent = true

@@ -25,8 +25,12 @@ func nextEvent(t *testing.T, ch <-chan cellclient.SessionEvent, timeout time.Dur
 	return cellclient.SessionEvent{}
 }
 
-// TestJeopardyThenSafe cuts a client off past its local lease, checks that
-// calls wait in jeopardy, then reconnects it within the grace period.
+// TestJeopardyThenSafe stops the whole cell for longer than the session
+// lease, checks that the client is in jeopardy and its calls wait, then
+// restarts the cell within the grace period: the new master extends every
+// session's lease, so the session becomes safe again and the call completes.
+// (A client cut off from a master that stays up expires instead: the master
+// ends its lease on time; see TestSessionExpiry.)
 func TestJeopardyThenSafe(t *testing.T) {
 	cell := mastertest.New(t, mastertest.Options{N: 3, Inmem: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -41,7 +45,9 @@ func TestJeopardyThenSafe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.CutOffForTest()
+	for i := range cell.N() {
+		cell.Crash(i)
+	}
 	if e := nextEvent(t, events, 10*time.Second); e.Kind != cellclient.EventJeopardy {
 		t.Fatalf("event %v, want jeopardy", e.Kind)
 	}
@@ -59,7 +65,12 @@ func TestJeopardyThenSafe(t *testing.T) {
 		t.Fatalf("call returned in jeopardy: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	c.SetAddrsForTest(cell.Addrs())
+	for i := range cell.N() {
+		cell.Restart(i)
+	}
+	if e := nextEvent(t, events, 10*time.Second); e.Kind != cellclient.EventMasterFailover {
+		t.Fatalf("event %v, want master-failover", e.Kind)
+	}
 	if e := nextEvent(t, events, 10*time.Second); e.Kind != cellclient.EventSafe {
 		t.Fatalf("event %v, want safe", e.Kind)
 	}

@@ -365,7 +365,7 @@ func (s *Server) status(ctx context.Context, _ *wire.StatusRequest) (*wire.Statu
 	resp := &wire.StatusResponse{
 		ID: s.cfg.ID, Address: s.addr, Cell: s.cfg.CellName, State: s.stateName(),
 		Term: s.raft.CurrentTerm(), LastIndex: s.raft.LastIndex(), CommitIndex: s.raft.CommitIndex(),
-		AppliedIndex: s.fsm.AppliedIndex(), LeaderID: string(leaderID), LeaderAddr: string(leaderAddr),
+		AppliedIndex: s.raft.AppliedIndex(), LeaderID: string(leaderID), LeaderAddr: string(leaderAddr),
 		Sessions: len(s.fsm.Sessions()), Nodes: s.fsm.View().NodeCount(),
 	}
 	if ls := s.leading.Load(); ls != nil {

@@ -87,7 +87,7 @@ func (s *Server) lead(ctx context.Context) {
 	// No lease read until any older master's lease has surely expired.
 	ml.ml.Start(term, s.clock.Now().Add(ml.length))
 	for {
-		err := s.raft.Barrier(barrierTimeout).Error()
+		err := s.barrier(ctx, barrierTimeout)
 		if err == nil {
 			break
 		}
@@ -120,6 +120,16 @@ func (s *Server) lead(ctx context.Context) {
 			s.expire(ctx, now)
 		}
 	}
+}
+
+// barrier commits a no-op command and waits until the FSM has applied it,
+// and so every entry before it. (raft.Barrier's entries never reach the
+// FSM, so they would leave the FSM's applied index behind the commit index.)
+func (s *Server) barrier(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := s.propose(ctx, fsm.CmdNoop, &fsm.Noop{Time: time.Now().UnixNano()})
+	return err
 }
 
 // expire proposes the end of every session whose lease has run out.

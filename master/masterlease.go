@@ -50,19 +50,17 @@ func (l *masterLease) drop() {
 }
 
 // renewLease keeps the master lease fresh while this replica leads: every
-// L/3 it takes t0, commits a barrier, and on success extends the lease to
-// t0 + L. Any failure drops the lease; reads then take the ReadIndex path
-// until a later renewal succeeds. Client writes renew it too (see
-// proposeIndex), so under write load the barriers are mostly redundant.
+// L/3 it commits a no-op, and proposeIndex extends the lease to t0 + L, t0
+// taken just before the entry went to Raft. Any failure drops the lease;
+// reads then take the ReadIndex path until a later commit renews it. Client
+// writes renew it the same way, so under write load these no-ops are
+// redundant but cheap.
 func (s *Server) renewLease(ctx context.Context, ls *leaderState) {
 	every := max(ls.lease.length/3, time.Millisecond)
 	for {
-		t0 := s.clock.Now()
-		if err := s.raft.Barrier(ls.lease.length).Error(); err != nil {
+		if err := s.barrier(ctx, ls.lease.length); err != nil {
 			ls.lease.drop()
 			s.log.Debug("master lease renewal failed", "err", err)
-		} else {
-			ls.lease.renewed(ls.term, t0)
 		}
 		t := s.clock.NewTimer(every)
 		select {

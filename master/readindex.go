@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -80,5 +81,27 @@ func (s *Server) readIndex(ctx context.Context) error {
 	if err := s.verifier.verify(ctx); err != nil {
 		return err
 	}
-	return s.fsm.WaitApplied(ctx, idx)
+	return s.waitApplied(ctx, idx)
+}
+
+// waitApplied waits until every entry up to idx has been applied. The FSM
+// sees only commands; raft's own entries (its no-op at election,
+// configuration changes) advance only raft's applied index, which is set
+// just after the FSM applies. So wait on the FSM, and check raft's index
+// every few milliseconds in case idx is one of raft's own entries.
+func (s *Server) waitApplied(ctx context.Context, idx uint64) error {
+	for {
+		if s.fsm.AppliedIndex() >= idx || s.raft.AppliedIndex() >= idx {
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		err := s.fsm.WaitApplied(wctx, idx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 }

@@ -233,3 +233,7 @@ type Server struct {
 
 // Header lets the server fill in any response's common header.
 func (h *RespHeader) Header() *RespHeader { return h }
+
+// SetHeader lets the client refresh a request's session header (its epoch)
+// before each retry.
+func (h *Header) SetHeader(x Header) { *h = x }

@@ -1,6 +1,7 @@
 package mastertest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -23,10 +24,23 @@ func (c *Cell) WaitApplied(t testing.TB, timeout time.Duration) {
 }
 
 // EnsureSameFSM checks that every running replica holds the same namespace
-// and sessions, once all have caught up with the master.
+// and sessions, once all have caught up with the master. The master commits
+// no-ops every few hundred milliseconds, so replicas are compared until
+// they agree at one instant (a real divergence never converges).
 func (c *Cell) EnsureSameFSM(t testing.TB) {
 	t.Helper()
 	c.WaitApplied(t, 10*time.Second)
+	var last error
+	for try := 0; try < 100; try++ {
+		if last = c.compareFSMs(); last == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal(last)
+}
+
+func (c *Cell) compareFSMs() error {
 	var ref []byte
 	var refID string
 	for _, r := range c.replicas {
@@ -35,14 +49,15 @@ func (c *Cell) EnsureSameFSM(t testing.TB) {
 		}
 		b, err := snapshotBytes(r.server.FSM())
 		if err != nil {
-			t.Fatalf("snapshot %s: %v", r.ID, err)
+			return fmt.Errorf("snapshot %s: %v", r.ID, err)
 		}
 		if ref == nil {
 			ref, refID = b, r.ID
 			continue
 		}
 		if string(b) != string(ref) {
-			t.Fatalf("mastertest: FSM of %s differs from %s (%d vs %d bytes)", r.ID, refID, len(b), len(ref))
+			return fmt.Errorf("mastertest: FSM of %s differs from %s (%d vs %d bytes)", r.ID, refID, len(b), len(ref))
 		}
 	}
+	return nil
 }
