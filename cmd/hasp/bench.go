@@ -33,7 +33,7 @@ type benchOptions struct {
 func (a *app) benchCmd() *cobra.Command {
 	o := &benchOptions{}
 	cmd := &cobra.Command{
-		Use:   "bench write|read",
+		Use:   "bench write|read|failover",
 		Short: "Generate load on the cell and report throughput and latency",
 		Long: "bench runs --clients goroutines for --duration (after --warmup, not measured), each\n" +
 			"doing one operation after another on a random file of a pool of --names files of\n" +
@@ -54,6 +54,7 @@ func (a *app) benchCmd() *cobra.Command {
 	pf.IntVar(&o.names, "names", 1000, "files in the pool")
 	pf.IntVar(&o.size, "size", 100, "file size in bytes")
 	pf.StringVar(&o.sessions, "sessions", "per-client", "per-client (a client each) or shared (one client)")
+	cmd.AddCommand(a.benchFailoverCmd())
 	for _, w := range []string{"write", "read"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   w,
