@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestWithCell runs every command against one shared three-replica cell.
@@ -170,6 +171,24 @@ func testStatusJSON(t *testing.T, c *testCell) {
 			t.Errorf("status --json lacks %s: %v", a, objs)
 		}
 	}
+	// The master shows its lease: valid within a lease length of election.
+	deadline := time.Now().Add(5 * time.Second)
+	for !masterHasLease(t, c) {
+		if time.Now().After(deadline) {
+			t.Fatal("the master never reported a valid lease")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func masterHasLease(t *testing.T, c *testCell) bool {
+	for _, o := range jsonLines(t, c.ok(t, "", "--json", "status")) {
+		if o["state"] == "master" {
+			ms, _ := o["lease_remaining_ms"].(float64)
+			return ms > 0
+		}
+	}
+	return false
 }
 
 func testStatusUnreachable(t *testing.T, c *testCell) {

@@ -49,6 +49,9 @@ type replicaJSON struct {
 	Cell          string `json:"cell"`
 	Sessions      int    `json:"sessions"`
 	Nodes         int    `json:"nodes"`
+	// LeaseMS is, on the master, how long its master lease still holds
+	// (0: it serves reads by ReadIndex until a renewal commits).
+	LeaseMS int64 `json:"lease_remaining_ms"`
 }
 
 // unreachableJSON is a replica that did not answer.
@@ -100,7 +103,8 @@ func (a *app) emitStatus(results []replicaResult) error {
 			s := r.st
 			v = replicaJSON{ID: s.ID, Address: r.addr, State: s.State, Term: s.Term, LastIndex: s.LastIndex,
 				CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LeaderID: s.LeaderID,
-				LeaderAddress: s.LeaderAddr, Cell: s.Cell, Sessions: s.Sessions, Nodes: s.Nodes}
+				LeaderAddress: s.LeaderAddr, Cell: s.Cell, Sessions: s.Sessions, Nodes: s.Nodes,
+				LeaseMS: s.LeaseRemainingMillis}
 		}
 		if err := a.emit(v); err != nil {
 			return err
@@ -119,18 +123,18 @@ func errText(err error) string {
 // writeStatus prints the replicas as a table, then a one-line summary.
 func writeStatus(w io.Writer, results []replicaResult) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tID\tADDRESS\tSTATE\tTERM\tLAST INDEX\tCOMMIT\tAPPLIED\tSESSIONS\tNODES\tERROR")
+	fmt.Fprintln(tw, "\tID\tADDRESS\tSTATE\tTERM\tLAST INDEX\tCOMMIT\tAPPLIED\tSESSIONS\tNODES\tLEASE\tERROR")
 	for _, r := range results {
 		if r.err != nil {
-			fmt.Fprintf(tw, "\t-\t%s\tunreachable\t-\t-\t-\t-\t-\t-\t%s\n", r.addr, errText(r.err))
+			fmt.Fprintf(tw, "\t-\t%s\tunreachable\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.addr, errText(r.err))
 			continue
 		}
-		s, mark := r.st, ""
+		s, mark, lease := r.st, "", "-"
 		if s.State == "master" {
-			mark = "*"
+			mark, lease = "*", fmt.Sprintf("%dms", s.LeaseRemainingMillis)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t\n", mark, s.ID, r.addr, s.State, s.Term,
-			s.LastIndex, s.CommitIndex, s.AppliedIndex, s.Sessions, s.Nodes)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", mark, s.ID, r.addr, s.State, s.Term,
+			s.LastIndex, s.CommitIndex, s.AppliedIndex, s.Sessions, s.Nodes, lease)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -1,6 +1,3 @@
-// Package leasetest provides a fake lease.Clock for tests: time moves only
-// when the test says so, and its rate can be skewed to test the clock-rate
-// bound. Modelled on tailscale's tstest.Clock.
 package leasetest
 
 import (
