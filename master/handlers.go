@@ -198,7 +198,7 @@ func (s *Server) createSession(ctx context.Context, req *wire.CreateSessionReque
 	if _, err := s.master(); err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	cmd := &fsm.CreateSession{Time: now.UnixNano(), LeaseMillis: s.cfg.SessionLease.Milliseconds(), ClientName: req.ClientName}
 	res, idx, err := s.proposeIndex(ctx, fsm.CmdCreateSession, cmd)
 	if err != nil {
@@ -224,7 +224,7 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 	if err != nil {
 		return nil, err
 	}
-	arrived := time.Now()
+	arrived := s.clock.Now()
 	s.leases.ensure([]uint64{req.Session}, arrived)
 	hold := s.leases.holdFor(req.Session, arrived)
 	if req.Epoch != ls.term {
@@ -233,10 +233,10 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		// fresh lease before its old one can run out.
 		hold = 0
 	}
-	t := time.NewTimer(hold)
+	t := s.clock.NewTimer(hold)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	case <-ls.doneCh:
@@ -244,7 +244,7 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 	case <-s.stopCh:
 		return nil, &fsapi.NotMasterError{}
 	}
-	sent := time.Now()
+	sent := s.clock.Now()
 	if !s.leases.extend(req.Session, sent) {
 		return nil, fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, req.Session)
 	}

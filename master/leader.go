@@ -98,7 +98,7 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	s.leases.reset(sessionIDs(s.fsm.Sessions()), now)
 	ls := &leaderState{term: term, doneCh: make(chan struct{}), lease: ml}
 	s.leading.Store(ls)
@@ -112,7 +112,8 @@ func (s *Server) lead(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-tick.C:
+		case <-tick.C:
+			now := s.clock.Now()
 			if now.Sub(lastRescan) >= fullRescan {
 				s.leases.ensure(sessionIDs(s.fsm.Sessions()), now)
 				lastRescan = now
