@@ -21,11 +21,16 @@ type conn struct {
 	sess *yamux.Session
 }
 
+// yamuxConfig pings the replica every second and gives up on the
+// connection when a ping or write takes 2 s: a paused or partitioned master
+// keeps its TCP connection open, and TCP's own timeouts are minutes (Chubby
+// found TCP back-off ignores lease deadlines). A spurious reconnect costs
+// only a retry.
 func yamuxConfig() *yamux.Config {
 	yc := yamux.DefaultConfig()
 	yc.EnableKeepAlive = true
-	yc.KeepAliveInterval = 2 * time.Second
-	yc.ConnectionWriteTimeout = 5 * time.Second
+	yc.KeepAliveInterval = time.Second
+	yc.ConnectionWriteTimeout = 2 * time.Second
 	yc.StreamOpenTimeout = 5 * time.Second
 	yc.LogOutput = io.Discard
 	return yc
