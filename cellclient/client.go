@@ -84,7 +84,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.session, c.cell, c.contentLimit = resp.Session, resp.Cell, resp.ContentLimit
 	c.leaseTTL = time.Duration(resp.LeaseMillis) * time.Millisecond
-	c.leaseEnd = sent.Add(c.leaseTTL)
+	c.leaseEnd = lease.ClientEnd(sent, 0, c.leaseTTL, lease.DefaultEpsilon)
 	kaCtx, cancel := context.WithCancel(context.Background())
 	c.stopKA = cancel
 	go c.keepAliveLoop(kaCtx)

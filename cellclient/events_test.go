@@ -8,6 +8,7 @@ import (
 	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/lease"
+	"github.com/haspcell/hasp/master"
 	"github.com/haspcell/hasp/master/mastertest"
 )
 
@@ -82,7 +83,10 @@ func TestJeopardyThenSafe(t *testing.T) {
 // TestFailoverEvent crashes the master: the client sees a fail-over event,
 // no jeopardy, and its calls just succeed.
 func TestFailoverEvent(t *testing.T) {
-	cell := mastertest.New(t, mastertest.Options{N: 3})
+	// The production session lease (12 s): the claim under test is that a
+	// fail-over does not lapse a session's lease at realistic settings; the
+	// 3 s test lease leaves ~1 s of margin, too little on a loaded machine.
+	cell := mastertest.New(t, mastertest.Options{N: 3, Tune: func(c *master.Config) { c.SessionLease = 12 * time.Second }})
 	c := dialCell(t, cell)
 	events := c.Events()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -126,7 +126,7 @@ func (h *Handle) call(ctx context.Context, what string, op func(context.Context)
 	stop := context.AfterFunc(h.poisonCtx, cancel)
 	defer stop()
 	err := op(ctx)
-	if h.poisonCtx.Err() != nil {
+	if err != nil && h.poisonCtx.Err() != nil {
 		return fmt.Errorf("%s %s: %w", what, h.name, fsapi.ErrHandleClosed)
 	}
 	if err != nil {

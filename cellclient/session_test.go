@@ -71,7 +71,7 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatalf("Err = %v", victim.Err())
 	}
 	// The master expires it through Raft, deleting its ephemeral node.
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, err := other.Open(ctx, "/ls/local/owned", nil)
 		if errors.Is(err, fsapi.ErrNotExist) {

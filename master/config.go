@@ -18,7 +18,9 @@ import (
 	"github.com/haspcell/hasp/lease"
 )
 
-// Config configures one replica. Start from DefaultConfig; New validates it.
+// Config configures one replica. A zero field means the value stored in
+// Dir by an earlier run, else the default of DefaultConfig. New validates
+// the result and stores it in Dir, so a restart needs only Dir.
 type Config struct {
 	// ID names the replica in the Raft configuration (e.g. "r1"). Required
 	// unless Dir already holds a replica (then the stored one is used).
@@ -160,13 +162,19 @@ func (c *Config) raftServers() []raft.Server {
 }
 
 // replicaFile is what a replica remembers about itself in Dir, so that a
-// restart needs only --dir.
+// restart needs only --dir. Durations are in milliseconds.
 type replicaFile struct {
-	ID           string `json:"id"`
-	Listen       string `json:"listen"`
-	Advertise    string `json:"advertise"`
-	CellName     string `json:"cell_name"`
-	ContentLimit int    `json:"content_limit"`
+	ID                string `json:"id"`
+	Listen            string `json:"listen"`
+	Advertise         string `json:"advertise"`
+	CellName          string `json:"cell_name"`
+	ContentLimit      int    `json:"content_limit"`
+	SessionLeaseMS    int64  `json:"session_lease_ms,omitempty"`
+	HeartbeatMS       int64  `json:"heartbeat_timeout_ms,omitempty"`
+	ElectionMS        int64  `json:"election_timeout_ms,omitempty"`
+	LeaderLeaseMS     int64  `json:"leader_lease_timeout_ms,omitempty"`
+	SnapshotThreshold uint64 `json:"snapshot_threshold,omitempty"`
+	TrailingLogs      uint64 `json:"trailing_logs,omitempty"`
 }
 
 const replicaFileName = "replica.json"
@@ -204,14 +212,56 @@ func (c *Config) LoadStored() (bool, error) {
 			return true, err
 		}
 	}
-	if rf.ContentLimit > 0 {
-		c.ContentLimit = rf.ContentLimit
+	if c.ContentLimit != 0 && rf.ContentLimit != 0 && c.ContentLimit != rf.ContentLimit {
+		return true, fmt.Errorf("master: content limit %d differs from %d stored in %s; it is fixed for the cell's life",
+			c.ContentLimit, rf.ContentLimit, c.Dir)
 	}
+	fillInt(&c.ContentLimit, rf.ContentLimit)
+	fillMS(&c.SessionLease, rf.SessionLeaseMS)
+	fillMS(&c.HeartbeatTimeout, rf.HeartbeatMS)
+	fillMS(&c.ElectionTimeout, rf.ElectionMS)
+	fillMS(&c.LeaderLeaseTimeout, rf.LeaderLeaseMS)
+	fillInt(&c.SnapshotThreshold, rf.SnapshotThreshold)
+	fillInt(&c.TrailingLogs, rf.TrailingLogs)
 	return true, nil
 }
 
+// fillDefaults sets every zero field that has a default.
+func (c *Config) fillDefaults() {
+	d := DefaultConfig()
+	fillInt(&c.ContentLimit, d.ContentLimit)
+	fillInt(&c.SnapshotThreshold, d.SnapshotThreshold)
+	fillInt(&c.TrailingLogs, d.TrailingLogs)
+	for _, f := range []struct {
+		field *time.Duration
+		def   time.Duration
+	}{
+		{&c.SessionLease, d.SessionLease}, {&c.HeartbeatTimeout, d.HeartbeatTimeout},
+		{&c.ElectionTimeout, d.ElectionTimeout}, {&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout},
+	} {
+		if *f.field == 0 {
+			*f.field = f.def
+		}
+	}
+}
+
+func fillInt[T int | uint64](field *T, v T) {
+	if *field == 0 {
+		*field = v
+	}
+}
+
+func fillMS(field *time.Duration, ms int64) {
+	if *field == 0 {
+		*field = time.Duration(ms) * time.Millisecond
+	}
+}
+
 func (c *Config) store() error {
-	rf := replicaFile{ID: c.ID, Listen: c.Listen, Advertise: c.Advertise, CellName: c.CellName, ContentLimit: c.ContentLimit}
+	rf := replicaFile{ID: c.ID, Listen: c.Listen, Advertise: c.Advertise, CellName: c.CellName, ContentLimit: c.ContentLimit,
+		SessionLeaseMS: c.SessionLease.Milliseconds(), HeartbeatMS: c.HeartbeatTimeout.Milliseconds(),
+		ElectionMS: c.ElectionTimeout.Milliseconds(), LeaderLeaseMS: c.LeaderLeaseTimeout.Milliseconds(),
+		SnapshotThreshold: c.SnapshotThreshold, TrailingLogs: c.TrailingLogs}
 	b, err := json.MarshalIndent(rf, "", "  ")
 	if err != nil {
 		return err

@@ -41,13 +41,6 @@ func (s *Server) master() (*leaderState, error) {
 	return nil, &fsapi.NotMasterError{Leader: string(addr)}
 }
 
-func (s *Server) epoch() uint64 {
-	if ls := s.leading.Load(); ls != nil {
-		return ls.term
-	}
-	return s.raft.CurrentTerm()
-}
-
 // session checks that the call comes from a live session on the master,
 // in the current epoch (the Raft term of this master). A call from an
 // older epoch is rejected with the new one: the client then knows a
@@ -157,7 +150,7 @@ func (s *Server) read(ctx context.Context, h wire.Header, path string) (*fsm.Vie
 		return nil, err
 	}
 	v := s.fsm.View()
-	if ls.lease.valid(ls.term, s.clock.Now()) && s.leading.Load() == ls {
+	if s.leaseHolds(ls) {
 		return v, nil
 	}
 	if err := s.readIndex(ctx); err != nil {

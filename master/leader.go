@@ -103,7 +103,12 @@ func (s *Server) lead(ctx context.Context) {
 	ls := &leaderState{term: term, doneCh: make(chan struct{}), lease: ml}
 	s.leading.Store(ls)
 	s.log.Info("became master", "term", term, "sessions", s.leases.len())
-	go s.renewLease(ctx, ls)
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		s.renewLease(ctx, ls)
+	}()
+	defer func() { <-renewDone }()
 
 	tick := time.NewTicker(expiryScan)
 	defer tick.Stop()

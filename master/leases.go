@@ -66,7 +66,7 @@ func (t *leaseTable) extend(id uint64, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	end, ok := t.end[id]
-	if !ok {
+	if !ok || now.After(end) { // an ended lease is being expired: no revival
 		return false
 	}
 	if n := now.Add(t.ttl); n.After(end) {

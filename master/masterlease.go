@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/haspcell/hasp/lease"
 )
 
@@ -47,6 +49,18 @@ func (l *masterLease) drop() {
 	l.mu.Lock()
 	l.ml.Drop()
 	l.mu.Unlock()
+}
+
+// leaseHolds is the "check" of read-then-check: the master lease is valid
+// now, and Raft still has this replica as leader of the same term. The
+// second part matters because the master counts itself in the majority
+// that granted the lease, and unlike a follower it is not sticky once it
+// steps down (Raft's LeaderLeaseTimeout is shorter than the lease): a
+// replica votes for another only after leaving the leader state, so while
+// it is still leader at the check, its vote was not yet given away.
+func (s *Server) leaseHolds(ls *leaderState) bool {
+	return ls.lease.valid(ls.term, s.clock.Now()) && s.leading.Load() == ls &&
+		s.raft.State() == raft.Leader && s.raft.CurrentTerm() == ls.term
 }
 
 // renewLease keeps the master lease fresh while this replica leads: every

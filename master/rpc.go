@@ -3,6 +3,7 @@ package master
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"time"
@@ -66,7 +67,7 @@ func (s *Server) serveClientConn(conn net.Conn) {
 			}
 			return
 		}
-		go s.serveStream(ctx, st)
+		s.track(func() { s.serveStream(ctx, st) })
 	}
 }
 
@@ -85,6 +86,9 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
 			s.log.Debug("bad request frame", "err", err)
+			if !errors.Is(err, fsapi.ErrTooLarge) {
+				err = fmt.Errorf("%w: %v", fsapi.ErrBadRequest, err)
+			}
 			s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(err)}})
 		}
 		return
@@ -135,7 +139,9 @@ func rpc[Req any, Resp any, PResp interface {
 		if err != nil {
 			hdr.Err = wire.ToWire(s.callErr(err))
 		}
-		hdr.Epoch = s.epoch()
+		if ls := s.leading.Load(); ls != nil {
+			hdr.Epoch = ls.term // only a master speaks for the epoch
+		}
 		return resp
 	}
 }

@@ -82,6 +82,7 @@ func New(cfg Config) (*Server, error) {
 	if _, err := cfg.LoadStored(); err != nil {
 		return nil, err
 	}
+	cfg.fillDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -111,7 +112,7 @@ func (s *Server) openReplica() error {
 		return err
 	}
 	store, err := raftstore.Open(raftstore.Options{
-		Dir: filepath.Join(s.cfg.Dir, "raft"), Logger: s.log.With("component", "badger"),
+		Dir: filepath.Join(s.cfg.Dir, "raft"), Logger: s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("master: open raft store: %w", err)
@@ -138,7 +139,7 @@ func (s *Server) listen() error {
 	if s.cfg.Transport != nil {
 		s.trans = s.cfg.Transport
 	} else {
-		s.raftLayer = newStreamLayer(ln.Addr())
+		s.raftLayer = newStreamLayer(advertiseAddr(s.addr))
 		s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream:  s.raftLayer,
 			MaxPool: 3,

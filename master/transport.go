@@ -18,6 +18,14 @@ const protocolByteTimeout = 5 * time.Second
 // errListenerClosed is returned by streamLayer.Accept after Close.
 var errListenerClosed = errors.New("master: listener closed")
 
+// advertiseAddr is the address a replica gives Raft as its own: the
+// advertised one, not the bound one (which may be 0.0.0.0), because Raft
+// hands it to clients as the master's address.
+type advertiseAddr string
+
+func (a advertiseAddr) Network() string { return "tcp" }
+func (a advertiseAddr) String() string  { return string(a) }
+
 // streamLayer hands raft's NetworkTransport the connections whose first
 // byte is wire.ConnRaft, and dials peers with that byte, so Raft and clients
 // share one port while Raft heartbeats never queue behind client traffic

@@ -36,6 +36,7 @@ type options struct {
 	contentLimit                                        int
 	sessionLease, heartbeat                             time.Duration
 	memLimitMiB                                         int64
+	set                                                 map[string]bool // flags given on the command line
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -52,12 +53,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.dev, "dev", false, "run a five-replica cell named dev in this process on 127.0.0.1:7001-7005")
 	fs.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (default warn; error with --dev)")
 	fs.IntVar(&o.contentLimit, "content-limit", def.ContentLimit, "largest file in bytes (cell-wide; fixed at bootstrap)")
-	fs.DurationVar(&o.sessionLease, "session-lease", def.SessionLease, "session lease granted by KeepAlives")
-	fs.DurationVar(&o.heartbeat, "heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat and election timeout")
+	fs.DurationVar(&o.sessionLease, "session-lease", def.SessionLease, "session lease granted by KeepAlives (stored in --dir)")
+	fs.DurationVar(&o.heartbeat, "heartbeat-timeout", def.HeartbeatTimeout,
+		"Raft heartbeat and election timeout; the same on every replica (stored in --dir)")
 	fs.Int64Var(&o.memLimitMiB, "memory-limit", 64, "soft memory limit per replica in MiB for the Go GC (0: none; the GOMEMLIMIT variable wins)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
@@ -122,11 +126,18 @@ func newLogger(level string, w io.Writer) (*slog.Logger, error) {
 }
 
 func (o *options) config(logger *slog.Logger) (master.Config, error) {
-	cfg := master.DefaultConfig()
-	cfg.ID, cfg.Dir, cfg.Listen, cfg.Advertise, cfg.CellName = o.id, o.dir, o.listen, o.advertise, o.cell
-	cfg.ContentLimit, cfg.SessionLease, cfg.Logger = o.contentLimit, o.sessionLease, logger
-	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.heartbeat
-	cfg.LeaderLeaseTimeout = o.heartbeat / 2
+	// Only flags given on the command line are passed on: the rest come
+	// from what the replica stored in --dir, else the defaults.
+	cfg := master.Config{ID: o.id, Dir: o.dir, Listen: o.listen, Advertise: o.advertise, CellName: o.cell, Logger: logger}
+	if o.set["content-limit"] {
+		cfg.ContentLimit = o.contentLimit
+	}
+	if o.set["session-lease"] {
+		cfg.SessionLease = o.sessionLease
+	}
+	if o.set["heartbeat-timeout"] {
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = o.heartbeat, o.heartbeat, o.heartbeat/2
+	}
 	if o.initial != "" {
 		m, err := master.ParseInitialCell(o.initial)
 		if err != nil {

@@ -73,8 +73,8 @@ func ToWire(err error) *Error {
 	if errors.As(err, &we) {
 		return &Error{Code: CodeWrongEpoch, Message: err.Error(), Epoch: we.Epoch}
 	}
-	for code, sentinel := range codeErrs {
-		if errors.Is(err, sentinel) {
+	for code := CodeOK + 1; code <= CodeUnavailable; code++ { // in code order: deterministic
+		if sentinel, ok := codeErrs[code]; ok && errors.Is(err, sentinel) {
 			return &Error{Code: code, Message: err.Error()}
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"github.com/haspcell/hasp/fsapi"
 )
 
-// ProtocolVersion is sent at session creation; a replica refuses clients
-// whose major version differs.
+// ProtocolVersion is sent at session creation; a replica refuses a client
+// whose version is not its own.
 const ProtocolVersion = 1
 
 // ConnClient is the first byte of a client connection. The replica's
@@ -29,6 +29,9 @@ const (
 const MaxFrame = 4 << 20
 
 const headerLen = 5
+
+// initialBody is the most ReadFrame allocates before body bytes arrive.
+const initialBody = 64 << 10
 
 var handle = func() *codec.MsgpackHandle {
 	h := &codec.MsgpackHandle{WriteExt: true}
@@ -93,14 +96,16 @@ func ReadFrame(r io.Reader, limit int) (MsgType, []byte, error) {
 	if int64(n) > int64(limit) {
 		return 0, nil, fmt.Errorf("%w: wire: frame of %d bytes exceeds limit %d", fsapi.ErrTooLarge, n, limit)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// Grow the body as bytes arrive rather than trusting the announced
+	// length: a peer that announces 4 MiB and sends 10 bytes costs 10.
+	buf := bytes.NewBuffer(make([]byte, 0, min(int(n), initialBody)))
+	if _, err := io.CopyN(buf, r, int64(n)); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
 		return 0, nil, fmt.Errorf("wire: truncated frame: %w", err)
 	}
-	return MsgType(hdr[0]), body, nil
+	return MsgType(hdr[0]), buf.Bytes(), nil
 }
 
 // NewReader wraps a stream in a small buffered reader for ReadFrame.

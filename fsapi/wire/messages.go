@@ -209,7 +209,10 @@ type StatusResponse struct {
 	ID           string
 	Address      string
 	Cell         string
-	State        string // "master", "replica" (follower) or "candidate"
+	// State is "master" (leader that has taken over), "replica"
+	// (follower), "candidate" (electing, or leader still taking over) or
+	// "shutdown".
+	State string
 	Term         uint64
 	LastIndex    uint64
 	CommitIndex  uint64

@@ -1,0 +1,5 @@
+//go:build !race
+
+package mastertest
+
+const raceEnabled = false
