@@ -128,10 +128,14 @@ func (c *Client) Close() error {
 		if c.Err() == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
+			// Not c.write: that waits while the session is in jeopardy, and
+			// with the KeepAlive loop stopped nothing would end it.
 			var resp wire.CloseSessionResponse
-			err = c.write(ctx, wire.MsgCloseSession, func(h wire.Header, w wire.WriteHeader) any {
+			seq := c.seqs.begin()
+			err = c.doWrite(ctx, wire.MsgCloseSession, seq, func(h wire.Header, w wire.WriteHeader) any {
 				return &wire.CloseSessionRequest{Header: h, WriteHeader: w}
 			}, &resp)
+			c.seqs.end(seq)
 			if errors.Is(err, fsapi.ErrSessionExpired) {
 				err = nil
 			}

@@ -142,9 +142,15 @@ func (c *Client) keepAliveLoop(ctx context.Context) {
 }
 
 func (c *Client) sendKeepAlive(ctx context.Context, out chan<- kaResult) {
-	sent := c.clock.Now()
+	var sent time.Time
 	var resp wire.KeepAliveResponse
-	err := c.do(ctx, wire.MsgKeepAlive, &wire.KeepAliveRequest{Header: c.header()}, &resp, false)
+	// mk runs just before each attempt: the lease is measured from the send
+	// time of the attempt that was answered, not of the first try.
+	mk := func() any {
+		sent = c.clock.Now()
+		return &wire.KeepAliveRequest{Header: c.header()}
+	}
+	err := c.retry(ctx, wire.MsgKeepAlive, mk, &resp, false)
 	out <- kaResult{sent: sent, resp: resp, err: err}
 }
 

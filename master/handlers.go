@@ -221,9 +221,7 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 	s.leases.ensure([]uint64{req.Session}, arrived)
 	hold := s.leases.holdFor(req.Session, arrived)
 	if req.Epoch != ls.term {
-		// The first KeepAlive after a fail-over (or at session start) is
-		// answered at once: the client learns the new epoch and gets a
-		// fresh lease before its old one can run out.
+		// A client that has not seen this epoch learns it at once.
 		hold = 0
 	}
 	t := s.clock.NewTimer(hold)

@@ -16,10 +16,14 @@ type leaseTable struct {
 
 	mu  sync.Mutex // protects following fields
 	end map[uint64]time.Time
+	// fresh marks sessions inherited from an earlier master whose first
+	// KeepAlive in this term has not been answered: it is answered at once,
+	// so the client's lease is renewed before the old one runs out.
+	fresh map[uint64]bool
 }
 
 func newLeaseTable(ttl time.Duration) *leaseTable {
-	return &leaseTable{ttl: ttl, end: map[uint64]time.Time{}}
+	return &leaseTable{ttl: ttl, end: map[uint64]time.Time{}, fresh: map[uint64]bool{}}
 }
 
 // reset replaces the table: every listed session's lease ends a full lease
@@ -28,8 +32,10 @@ func (t *leaseTable) reset(ids []uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.end = make(map[uint64]time.Time, len(ids))
+	t.fresh = make(map[uint64]bool, len(ids))
 	for _, id := range ids {
 		t.end[id] = now.Add(t.ttl)
+		t.fresh[id] = true
 	}
 }
 
@@ -40,6 +46,7 @@ func (t *leaseTable) ensure(ids []uint64, now time.Time) {
 	for _, id := range ids {
 		if _, ok := t.end[id]; !ok {
 			t.end[id] = now.Add(t.ttl)
+			t.fresh[id] = true
 		}
 	}
 }
@@ -85,6 +92,7 @@ func (t *leaseTable) remove(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.end, id)
+	delete(t.fresh, id)
 }
 
 // expired lists the sessions whose lease ended before now.
@@ -103,9 +111,15 @@ func (t *leaseTable) expired(now time.Time) []uint64 {
 // holdFor is how long a KeepAlive that arrives at now is held: until the
 // lease is within margin of its end, so the client has time to send the
 // next one. The margin is a quarter of the lease, at least one second.
+//
+// The first KeepAlive of a session this master inherited is not held at
+// all (see fresh).
 func (t *leaseTable) holdFor(id uint64, now time.Time) time.Duration {
-	end, ok := t.get(id)
-	if !ok {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end, ok := t.end[id]
+	if !ok || t.fresh[id] {
+		delete(t.fresh, id)
 		return 0
 	}
 	return lease.KeepAliveHold(now, end, t.ttl)

@@ -100,19 +100,25 @@ func readByte(c net.Conn) (byte, error) {
 }
 
 // serveListener accepts connections and routes each by its first byte. It
-// returns when the listener is closed.
+// returns only when the listener is closed: any other accept error (out of
+// file descriptors, say) is logged and retried with back-off, because a
+// replica that stopped accepting would be alive but deaf for good.
 func (s *Server) serveListener(ln net.Listener) {
 	var tempDelay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				time.Sleep(tempDelay)
-				continue
+			if errors.Is(err, net.ErrClosed) || s.stopping() {
+				return
 			}
-			return
+			tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed; retrying", "err", err, "in", tempDelay)
+			select {
+			case <-time.After(tempDelay):
+			case <-s.stopCh:
+				return
+			}
+			continue
 		}
 		tempDelay = 0
 		s.track(func() { s.route(conn) })

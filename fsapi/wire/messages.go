@@ -206,13 +206,13 @@ type StatusRequest struct{}
 // StatusResponse describes one replica as it sees itself.
 type StatusResponse struct {
 	RespHeader
-	ID           string
-	Address      string
-	Cell         string
+	ID      string
+	Address string
+	Cell    string
 	// State is "master" (leader that has taken over), "replica"
 	// (follower), "candidate" (electing, or leader still taking over) or
 	// "shutdown".
-	State string
+	State        string
 	Term         uint64
 	LastIndex    uint64
 	CommitIndex  uint64
