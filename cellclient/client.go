@@ -257,6 +257,10 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 		hdr := resp.Header()
 		err = hdr.Err.Err()
 		if tryElsewhere(err) {
+			// A master that lost leadership while committing answers "not
+			// master", yet the entry may still commit under its successor:
+			// the outcome is unknown until a later try answers.
+			maybeSent = true
 			lastErr = err
 			c.follow(cn, err)
 			continue
