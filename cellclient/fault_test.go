@@ -1,0 +1,230 @@
+package cellclient_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haspcell/hasp/fsapi/fsapitest"
+	"github.com/haspcell/hasp/lease"
+	"github.com/haspcell/hasp/lease/leasetest"
+	"github.com/haspcell/hasp/master"
+	"github.com/haspcell/hasp/master/mastertest"
+)
+
+// TestFaultInmem runs the workload on five in-process replicas whose Raft
+// runs on raft.InmemTransport, with every fault: crashes of the master, a
+// follower, a minority and all replicas; the master partitioned from the
+// majority (alone, or with one follower); one-way partitions (the master
+// cannot send; the master cannot hear); and the master's lease clock
+// running slow (the others' fast) while it is partitioned away. Every
+// replica's lease clock runs at a random rate within 1 ± ε throughout.
+func TestFaultInmem(t *testing.T) {
+	runCellFaults(t, true, 20*time.Second)
+}
+
+// TestFaultTCP runs the workload on five in-process replicas on the real
+// TCP transport (what users run), with the crash faults only.
+func TestFaultTCP(t *testing.T) {
+	runCellFaults(t, false, 20*time.Second)
+}
+
+func runCellFaults(t *testing.T, inmem bool, def time.Duration) {
+	dur := faultDuration(t, def)
+	seed := faultSeed(t)
+	rng := rand.New(rand.NewPCG(seed, 0x6e656d65))
+	n := &cellNemesis{t: t, rng: rng, inmem: inmem}
+	for range 5 {
+		rate := 1 + (2*rng.Float64()-1)*lease.DefaultEpsilon
+		n.base = append(n.base, rate)
+		n.clocks = append(n.clocks, leasetest.NewSkewedClock(rate))
+	}
+	n.cell = mastertest.New(t, mastertest.Options{N: 5, Inmem: inmem, Tune: func(cfg *master.Config) {
+		cfg.Clock = n.clocks[replicaIndex(t, cfg.ID)]
+	}})
+	n.cell.WaitMaster(t)
+	w := newWorkload(t, seed, n.cell.Addrs())
+	w.run(dur, func(rec *fsapitest.Recorder, until time.Time) {
+		n.rec = rec
+		n.run(until)
+	}, func() { n.cell.EnsureSameFSM(t) })
+}
+
+// replicaIndex maps mastertest's replica ids (r1, r2, ...) to indexes.
+func replicaIndex(t *testing.T, id string) int {
+	i, err := strconv.Atoi(strings.TrimPrefix(id, "r"))
+	if err != nil {
+		t.Errorf("replica id %q", id)
+	}
+	return i - 1
+}
+
+// cellNemesis injects one fault at a time into an in-process cell, holds
+// it, heals it, lets the cell settle, and so on. It runs on the test
+// goroutine (mastertest may call t.Fatal).
+type cellNemesis struct {
+	t      *testing.T
+	cell   *mastertest.Cell
+	rec    *fsapitest.Recorder
+	rng    *rand.Rand
+	inmem  bool
+	clocks []*leasetest.SkewedClock
+	base   []float64 // each clock's usual rate
+}
+
+type cellFault struct {
+	name      string
+	inmemOnly bool
+	// run injects the fault, holds it for hold, heals it and describes
+	// what it did.
+	run func(n *cellNemesis, hold time.Duration) string
+}
+
+var cellFaults = []cellFault{
+	{"crash master", false, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		n.crashFor(hold, m)
+		return fmt.Sprintf("crash master r%d", m+1)
+	}},
+	{"crash follower", false, func(n *cellNemesis, hold time.Duration) string {
+		f := n.other(n.cell.WaitMaster(n.t))
+		n.crashFor(hold, f)
+		return fmt.Sprintf("crash follower r%d", f+1)
+	}},
+	{"crash minority", false, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		f := n.other(m)
+		n.crashFor(hold, m, f)
+		return fmt.Sprintf("crash master r%d and follower r%d", m+1, f+1)
+	}},
+	{"crash all", false, func(n *cellNemesis, hold time.Duration) string {
+		n.crashFor(hold, 0, 1, 2, 3, 4)
+		return "crash every replica"
+	}},
+	{"slow master clock", false, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		n.skew(m)
+		defer n.unskew()
+		if n.inmem {
+			n.cell.Isolate(m)
+			time.Sleep(hold)
+			n.cell.Heal()
+			return fmt.Sprintf("master r%d's lease clock slow (1-ε), others fast; master isolated", m+1)
+		}
+		n.crashFor(hold, m)
+		return fmt.Sprintf("master r%d's lease clock slow (1-ε), others fast; master crashed", m+1)
+	}},
+	{"isolate master", true, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		n.cell.Isolate(m)
+		time.Sleep(hold)
+		n.cell.Heal()
+		return fmt.Sprintf("isolate master r%d", m+1)
+	}},
+	{"master in minority", true, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		f := n.other(m)
+		n.cell.Partition([]int{m, f})
+		time.Sleep(hold)
+		n.cell.Heal()
+		return fmt.Sprintf("partition master r%d and r%d from the majority", m+1, f+1)
+	}},
+	{"master cannot send", true, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		for j := range n.cell.N() {
+			if j != m {
+				n.cell.PartitionOneWay(m, j)
+			}
+		}
+		time.Sleep(hold)
+		n.cell.Heal()
+		return fmt.Sprintf("master r%d cannot send to the others", m+1)
+	}},
+	{"master cannot hear", true, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		for j := range n.cell.N() {
+			if j != m {
+				n.cell.PartitionOneWay(j, m)
+			}
+		}
+		time.Sleep(hold)
+		n.cell.Heal()
+		return fmt.Sprintf("the others cannot send to master r%d", m+1)
+	}},
+}
+
+// run injects faults until the deadline, then heals the cell and waits for
+// a master.
+func (n *cellNemesis) run(deadline time.Time) {
+	var faults []cellFault
+	for _, f := range cellFaults {
+		if n.inmem || !f.inmemOnly {
+			faults = append(faults, f)
+		}
+	}
+	for time.Now().Before(deadline) {
+		time.Sleep(n.between(200*time.Millisecond, time.Second))
+		f := faults[n.rng.IntN(len(faults))]
+		hold := n.between(200*time.Millisecond, 1500*time.Millisecond)
+		start, at := n.rec.Now(), time.Now()
+		desc := f.run(n, hold)
+		n.rec.Annotate("nemesis", desc, start, n.rec.Now())
+		n.t.Logf("nemesis at %.3fs: %s (%v)", float64(start)/1e9, desc, time.Since(at).Round(time.Millisecond))
+	}
+	if n.inmem {
+		n.cell.Heal()
+	}
+	n.cell.WaitMaster(n.t)
+}
+
+func (n *cellNemesis) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(n.rng.Int64N(int64(hi-lo)))
+}
+
+// other is a random replica other than i.
+func (n *cellNemesis) other(i int) int {
+	j := n.rng.IntN(n.cell.N() - 1)
+	if j >= i {
+		j++
+	}
+	return j
+}
+
+// crashFor crashes the replicas at once, waits hold and restarts them.
+func (n *cellNemesis) crashFor(hold time.Duration, ids ...int) {
+	var wg sync.WaitGroup
+	for _, i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.cell.Crash(i)
+		}()
+	}
+	wg.Wait()
+	time.Sleep(hold)
+	for _, i := range ids {
+		n.cell.Restart(i)
+	}
+}
+
+// skew makes replica m's lease clock run as slow as ε allows and every
+// other's as fast.
+func (n *cellNemesis) skew(m int) {
+	for i, c := range n.clocks {
+		if i == m {
+			c.SetRate(1 - lease.DefaultEpsilon)
+		} else {
+			c.SetRate(1 + lease.DefaultEpsilon)
+		}
+	}
+}
+
+func (n *cellNemesis) unskew() {
+	for i, c := range n.clocks {
+		c.SetRate(n.base[i])
+	}
+}
