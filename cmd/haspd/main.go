@@ -1,10 +1,3 @@
-// Command haspd runs a hasp replica, or with --dev a whole five-replica cell
-// in one process.
-//
-//	haspd --id r1 --dir DATA --listen 127.0.0.1:7001 --cell-name dev \
-//	      --initial-cell r1=127.0.0.1:7001,r2=127.0.0.1:7002,...
-//	haspd --dir DATA          # restart: the rest is stored in DATA
-//	haspd --dev               # five replicas on 127.0.0.1:7001-7005
 package main
 
 import (
