@@ -40,11 +40,11 @@ func TestCloseDeletesEphemerals(t *testing.T) {
 	}
 }
 
-// TestSessionExpiry cuts a client off from the cell (by crashing every
-// replica it knows and then restarting them without it) — simpler: it
-// points a client at the cell, then makes the master forget it by stopping
-// its KeepAlives through a network partition of the client. Here the client
-// is simply given a short grace and the whole cell is paused past the lease.
+// TestSessionExpiry cuts a client off from a live cell, as a network
+// partition would: the master stops hearing its KeepAlives, expires the
+// session through Raft at the lease end and deletes its ephemeral node; the
+// client, after its short grace period, reports the session expired, and
+// every call on every handle fails the same way.
 func TestSessionExpiry(t *testing.T) {
 	cell := mastertest.New(t, mastertest.Options{N: 3, Inmem: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -24,7 +24,7 @@ const (
 	maxCallTime = 30 * time.Second
 )
 
-func yamuxConfig(s *Server) *yamux.Config {
+func yamuxConfig() *yamux.Config {
 	yc := yamux.DefaultConfig()
 	yc.AcceptBacklog = 1024
 	yc.EnableKeepAlive = true
@@ -44,7 +44,7 @@ func (s *Server) serveClientConn(conn net.Conn) {
 		return
 	}
 	defer s.removeConn(conn)
-	sess, err := yamux.Server(conn, yamuxConfig(s))
+	sess, err := yamux.Server(conn, yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return
@@ -94,7 +94,7 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	h, ok := s.handlers()[typ]
+	h, ok := s.handlerTable[typ]
 	if !ok {
 		err := errors.New("wire: unknown message type " + typ.String())
 		s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(errors.Join(fsapi.ErrBadRequest, err))}})
@@ -155,6 +155,3 @@ func (s *Server) callErr(err error) error {
 	return err
 }
 
-func (s *Server) handlers() map[wire.MsgType]handlerFunc {
-	return s.handlerTable
-}
