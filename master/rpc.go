@@ -154,4 +154,3 @@ func (s *Server) callErr(err error) error {
 	}
 	return err
 }
-
