@@ -45,8 +45,8 @@ func TestProcessBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // let connections settle before counting descriptors
-	baseFDs := make([]int, len(cell.reps))
-	for i := range cell.reps {
+	baseFDs := make([]int, cell.N())
+	for i := range cell.N() {
 		baseFDs[i] = cell.fdCount(i)
 	}
 
@@ -66,7 +66,7 @@ func TestProcessBadInput(t *testing.T) {
 				t.Logf("health check after %s took %v", after, d.Round(time.Millisecond))
 			}
 		}()
-		cell.checkAlive(t)
+		cell.CheckAlive(t)
 		name := fmt.Sprintf("/ls/proc/bad/ok-%d", len(committed))
 		want := fmt.Appendf(nil, "written after %s", after)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -88,7 +88,7 @@ func TestProcessBadInput(t *testing.T) {
 				t.Fatalf("after %s: %s damaged: %d bytes, %+v, %v", after, w.name, len(got), st, err)
 			}
 		}
-		cell.checkAlive(t)
+		cell.CheckAlive(t)
 	}
 	// runCase runs one case as a subtest, then checks the cell's health.
 	runCase := func(t *testing.T, name string, f func(t *testing.T)) {
@@ -99,10 +99,11 @@ func TestProcessBadInput(t *testing.T) {
 	// eachReplica runs f against every replica in parallel.
 	eachReplica := func(t *testing.T, f func(t *testing.T, addr string)) {
 		t.Helper()
-		for _, r := range cell.reps {
-			t.Run(r.id, func(t *testing.T) {
+		for i := range cell.N() {
+			addr := cell.Addr(i)
+			t.Run(cell.ID(i), func(t *testing.T) {
 				t.Parallel()
-				f(t, r.addr)
+				f(t, addr)
 			})
 		}
 	}
@@ -162,7 +163,7 @@ func TestProcessBadInput(t *testing.T) {
 
 	t.Run("raw/names-and-oversize", func(t *testing.T) {
 		m := cell.waitMaster(10 * time.Second)
-		rc := dialRaw(t, cell.reps[m].addr)
+		rc := dialRaw(t, cell.Addr(m))
 		typ, body, err := rc.call(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "raw"}), false, 10*time.Second)
 		var cs wire.CreateSessionResponse
 		if err != nil || typ != wire.MsgCreateSession || wire.Decode(body, &cs) != nil || cs.Err != nil {
@@ -331,7 +332,8 @@ func TestProcessBadInput(t *testing.T) {
 			// it, so only its keepalive, unanswered, ends the connection).
 			// Slow, so all at once.
 			var wg sync.WaitGroup
-			for _, r := range cell.reps {
+			for i := range cell.N() {
+				id, addr := cell.ID(i), cell.Addr(i)
 				for _, c := range []struct {
 					what   string
 					data   []byte
@@ -340,14 +342,14 @@ func TestProcessBadInput(t *testing.T) {
 					{"no protocol byte", nil, 15 * time.Second},
 					{"2 GiB yamux data frame for no stream", append([]byte{'C', 0, 0, 0, 0, 0, 0, 0, 3, 0x7f, 0xff, 0xff, 0xff}, garbage(1024, 0)...), 40 * time.Second},
 				} {
-					nc := sendGarbage(t, r.addr, c.data)
+					nc := sendGarbage(t, addr, c.data)
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
 						start := time.Now()
 						if err := waitClosed(nc, c.within, c.data == nil); err != nil {
-							t.Errorf("%s, %s: %v", r.id, c.what, err)
-						} else if r.id == "r1" {
+							t.Errorf("%s, %s: %v", id, c.what, err)
+						} else if id == "r1" {
 							t.Logf("%s: closed after %v", c.what, time.Since(start).Round(time.Millisecond))
 						}
 					}()
@@ -560,15 +562,16 @@ func TestProcessBadInput(t *testing.T) {
 		// Descriptors: every connection above is closed; the replicas must
 		// have closed their ends too.
 		deadline := time.Now().Add(40 * time.Second)
-		for i, r := range cell.reps {
+		for i := range cell.N() {
+			id := cell.ID(i)
 			for {
 				n := cell.fdCount(i)
 				if n <= baseFDs[i]+8 {
-					t.Logf("%s: %d descriptors open (%d before the bad input)", r.id, n, baseFDs[i])
+					t.Logf("%s: %d descriptors open (%d before the bad input)", id, n, baseFDs[i])
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Errorf("%s: %d descriptors open, %d before the bad input: connections leak", r.id, n, baseFDs[i])
+					t.Errorf("%s: %d descriptors open, %d before the bad input: connections leak", id, n, baseFDs[i])
 					break
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -593,9 +596,9 @@ func TestProcessBadInput(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 		healthy(t, t.Name())
-		for i, r := range cell.reps {
+		for i := range cell.N() {
 			rss, hwm := cell.rssKiB(i)
-			t.Logf("%s: RSS %d MiB, peak %d MiB", r.id, rss>>10, hwm>>10)
+			t.Logf("%s: RSS %d MiB, peak %d MiB", cell.ID(i), rss>>10, hwm>>10)
 		}
 	})
 	cell.compareReplicaStates(t)

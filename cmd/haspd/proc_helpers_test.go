@@ -2,25 +2,22 @@
 
 package main
 
-// Helpers that run a cell as five real haspd processes: build the binary
-// once, start replicas on free loopback ports, kill -9 and restart them,
-// find the master, and compare the replicas' applied state offline.
+// Helpers that run a cell as five real haspd processes (a
+// mastertest.ProcCell: it builds the binary, starts, kills -9 and restarts
+// the replicas), find the master, dial clients, compare the replicas'
+// applied state offline, and speak the wire protocol by hand.
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +29,7 @@ import (
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/wire"
 	"github.com/haspcell/hasp/master/fsm"
+	"github.com/haspcell/hasp/master/mastertest"
 	"github.com/haspcell/hasp/master/raftstore"
 )
 
@@ -43,343 +41,49 @@ const (
 	logTail = 256 << 10
 )
 
-var (
-	binDir    string // TestMain's temporary directory
-	buildOnce sync.Once
-	haspdBin  string
-	buildErr  error
-)
-
-// TestMain owns the directory the haspd binary is built into. The build
-// itself happens once, on first use, so that tests of this package that
-// start no process do not pay for it.
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "haspd-proc-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "haspd tests:", err)
-		os.Exit(1)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// haspdBinary builds cmd/haspd (with -race when the tests run with it) and
-// returns the binary's path.
-func haspdBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		out := filepath.Join(binDir, "haspd")
-		args := []string{"build", "-o", out}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, ".")
-		cmd := exec.Command(goTool, args...)
-		var buf bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &buf, &buf
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, buf.String())
-			return
-		}
-		haspdBin = out
-		fmt.Fprintf(os.Stderr, "haspd tests: built %s (race=%v) in %v\n", out, raceEnabled, time.Since(start).Round(time.Millisecond))
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return haspdBin
-}
-
-// freeAddrs returns n loopback addresses whose ports were free a moment
-// ago (all held open at once, so they are distinct).
-func freeAddrs(t testing.TB, n int) []string {
-	t.Helper()
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	return out
-}
-
-// replicaProc is one haspd process (across its restarts).
-type replicaProc struct {
-	id, addr, dir, logPath string
-
-	mu      sync.Mutex // protects following fields
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when the current process has been waited for
-	state   *os.ProcessState
-	logOff  int64 // log size when the current process started
-	started int
-}
-
-// procCell is a cell of haspd processes.
+// procCell is a cell of haspd processes: a mastertest.ProcCell (build,
+// ports, start, kill -9, restart, logs, liveness) and the clients tests
+// dialled to it.
 type procCell struct {
-	t    *testing.T
-	base string
-	reps []*replicaProc
-	// wrap, if set, may change a replica's command before it starts.
-	wrap func(i int, cmd *exec.Cmd)
+	*mastertest.ProcCell
+	t *testing.T
 
 	mu      sync.Mutex // protects following fields
 	clients []*cellclient.Client
 }
 
 type procOptions struct {
-	wrap func(i int, cmd *exec.Cmd)
+	// args are more flags for every start of every replica but a restart
+	// (which passes only --dir).
+	args []string
 }
 
 // startProcCell starts five replicas as processes and waits for a master.
-// Cleanup kills them all, prints their logs if the test failed, and fails
-// the test if any log reports a data race or a panic.
+// Restarts pass only --dir: everything else must come from what a replica
+// stored there (so it logs at the default level). Cleanup closes the
+// clients, kills the replicas, prints their logs if the test failed, and
+// fails the test if any log reports a data race or a panic.
 func startProcCell(t *testing.T, opts procOptions) *procCell {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("process tests start real haspd cells (about 100 s in all); skipped with -short")
 	}
-	haspdBinary(t)
-	c := &procCell{t: t, base: t.TempDir(), wrap: opts.wrap}
-	addrs := freeAddrs(t, 5)
-	var initial []string
-	for i, a := range addrs {
-		id := fmt.Sprintf("r%d", i+1)
-		initial = append(initial, id+"="+a)
-		c.reps = append(c.reps, &replicaProc{id: id, addr: a, dir: filepath.Join(c.base, id),
-			logPath: filepath.Join(c.base, id+".log")})
-	}
-	t.Cleanup(c.shutdown)
-	for i, r := range c.reps {
-		c.start(i, "--id", r.id, "--dir", r.dir, "--listen", r.addr, "--cell-name", procCellName,
-			"--initial-cell", strings.Join(initial, ","), "--heartbeat-timeout", procHeartbeat.String(),
-			"--session-lease", procLease.String(), "--log-level", "info")
-	}
-	for i := range c.reps {
-		c.waitServing(i)
-	}
+	c := &procCell{t: t, ProcCell: mastertest.StartProcCell(t, mastertest.ProcOptions{
+		N: 5, Cell: procCellName, Heartbeat: procHeartbeat, SessionLease: procLease, LogLevel: "info",
+		Args: opts.args, RestartBare: true, ServeTimeout: 30 * time.Second, LogTail: logTail,
+	})}
+	t.Cleanup(c.closeClients) // before the ProcCell's cleanup kills the replicas
 	c.waitMaster(30 * time.Second)
 	return c
-}
-
-func (c *procCell) addrs() []string {
-	var out []string
-	for _, r := range c.reps {
-		out = append(out, r.addr)
-	}
-	return out
-}
-
-// start starts replica i with args. If the process exits at once because
-// its port is taken (it may linger, or another socket may have got it),
-// waitServing tries again.
-func (c *procCell) start(i int, args ...string) {
-	c.t.Helper()
-	r := c.reps[i]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.exited != nil {
-		select {
-		case <-r.exited:
-		default:
-			c.t.Fatalf("start %s: already running", r.id)
-		}
-	}
-	f, err := os.OpenFile(r.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer f.Close()
-	st, _ := f.Stat()
-	r.logOff = st.Size()
-	r.started++
-	fmt.Fprintf(f, "=== test: start #%d at %s: haspd %s\n", r.started, time.Now().Format(time.StampMilli), strings.Join(args, " "))
-	cmd := exec.Command(haspdBin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
-	// If the test binary dies (e.g. -timeout), take the replica with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if c.wrap != nil {
-		c.wrap(i, cmd)
-	}
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start %s: %v", r.id, err)
-	}
-	exited := make(chan struct{})
-	r.cmd, r.exited, r.state = cmd, exited, nil
-	go func() {
-		cmd.Wait()
-		r.mu.Lock()
-		r.state = cmd.ProcessState
-		r.mu.Unlock()
-		close(exited)
-	}()
-}
-
-// incarnationLog returns what the current process of replica i has logged.
-func (c *procCell) incarnationLog(i int) string {
-	r := c.reps[i]
-	r.mu.Lock()
-	off := r.logOff
-	r.mu.Unlock()
-	b, _ := os.ReadFile(r.logPath)
-	if int64(len(b)) < off {
-		return ""
-	}
-	return string(b[off:])
-}
-
-// waitServing waits until replica i's process says it serves (master.New
-// returned), restarting it while its port is taken.
-func (c *procCell) waitServing(i int) {
-	c.t.Helper()
-	r := c.reps[i]
-	deadline := time.Now().Add(30 * time.Second)
-	for tries := 0; ; {
-		logText := c.incarnationLog(i)
-		if strings.Contains(logText, "serving on") {
-			return
-		}
-		if !c.alive(i) {
-			if strings.Contains(logText, "address already in use") && tries < 40 {
-				tries++
-				time.Sleep(250 * time.Millisecond)
-				r.mu.Lock()
-				args := r.cmd.Args[1:]
-				r.mu.Unlock()
-				c.start(i, args...)
-				continue
-			}
-			c.t.Fatalf("%s exited while starting (%v):\n%s", r.id, c.exitState(i), logText)
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("%s not serving after 30s:\n%s", r.id, logText)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (c *procCell) alive(i int) bool {
-	r := c.reps[i]
-	r.mu.Lock()
-	ch := r.exited
-	r.mu.Unlock()
-	if ch == nil {
-		return false
-	}
-	select {
-	case <-ch:
-		return false
-	default:
-		return true
-	}
-}
-
-func (c *procCell) exitState(i int) string {
-	r := c.reps[i]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.state == nil {
-		return "running"
-	}
-	return r.state.String()
-}
-
-func (c *procCell) pid(i int) int {
-	r := c.reps[i]
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.cmd.Process.Pid
-}
-
-// kill sends SIGKILL to replica i and waits for it to be gone.
-func (c *procCell) kill(i int) {
-	r := c.reps[i]
-	r.mu.Lock()
-	cmd, exited := r.cmd, r.exited
-	r.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		c.t.Errorf("kill %s: %v", r.id, err)
-	}
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		c.t.Errorf("%s did not exit 30s after SIGKILL", r.id)
-	}
-}
-
-// killAll kills every replica at once.
-func (c *procCell) killAll() {
-	var wg sync.WaitGroup
-	for i := range c.reps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.kill(i)
-		}()
-	}
-	wg.Wait()
-}
-
-// restart starts a killed replica with only --dir: everything else must
-// come from what it stored there. (So it logs at the default level.)
-func (c *procCell) restart(i int) {
-	c.t.Helper()
-	c.start(i, "--dir", c.reps[i].dir)
-	c.waitServing(i)
-}
-
-func (c *procCell) restartAll() {
-	c.t.Helper()
-	for i := range c.reps {
-		c.start(i, "--dir", c.reps[i].dir)
-	}
-	for i := range c.reps {
-		c.waitServing(i)
-	}
-}
-
-// checkAlive fails the test if any replica process exited.
-func (c *procCell) checkAlive(t testing.TB) {
-	t.Helper()
-	for i, r := range c.reps {
-		if !c.alive(i) {
-			t.Fatalf("replica %s exited (%s); its log ends:\n%s", r.id, c.exitState(i), tail(c.incarnationLog(i), 16<<10))
-		}
-	}
 }
 
 // statuses asks every running replica about itself; nil for one that did
 // not answer.
 func (c *procCell) statuses() []*cellclient.ReplicaStatus {
-	out := make([]*cellclient.ReplicaStatus, len(c.reps))
+	out := make([]*cellclient.ReplicaStatus, c.N())
 	var wg sync.WaitGroup
-	for i, r := range c.reps {
-		if !c.alive(i) {
+	for i := range c.N() {
+		if !c.Alive(i) {
 			continue
 		}
 		wg.Add(1)
@@ -387,7 +91,7 @@ func (c *procCell) statuses() []*cellclient.ReplicaStatus {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if st, err := cellclient.QueryStatus(ctx, r.addr, time.Second); err == nil {
+			if st, err := cellclient.QueryStatus(ctx, c.Addr(i), time.Second); err == nil {
 				out[i] = st
 			}
 		}()
@@ -428,7 +132,7 @@ func (c *procCell) dial(t testing.TB) *cellclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := cellclient.Dial(ctx, cellclient.Config{Addrs: c.addrs(), Cell: procCellName, ClientName: t.Name()})
+	cl, err := cellclient.Dial(ctx, cellclient.Config{Addrs: c.Addrs(), Cell: procCellName, ClientName: t.Name()})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -494,7 +198,7 @@ func (c *procCell) waitQuiet(t testing.TB, timeout time.Duration) uint64 {
 	var b strings.Builder
 	for i, st := range last {
 		if st == nil {
-			fmt.Fprintf(&b, "  %s: no answer\n", c.reps[i].id)
+			fmt.Fprintf(&b, "  %s: no answer\n", c.ID(i))
 		} else {
 			fmt.Fprintf(&b, "  %s: %s term %d leader %q last %d commit %d applied %d\n", st.ID, st.State, st.Term, st.LeaderID, st.LastIndex, st.CommitIndex, st.AppliedIndex)
 		}
@@ -512,14 +216,15 @@ func (c *procCell) compareReplicaStates(t testing.TB) {
 	t.Helper()
 	c.closeClients()
 	target := c.waitQuiet(t, 30*time.Second)
-	c.killAll()
+	c.KillAll()
 	var ref []byte
 	var refID string
 	var refTerm uint64
-	for _, r := range c.reps {
-		b, nodes, term, bad := replayReplica(t, r.dir, target)
+	for i := range c.N() {
+		id := c.ID(i)
+		b, nodes, term, bad := replayReplica(t, c.Dir(i), target)
 		if ref == nil {
-			ref, refID, refTerm = b, r.id, term
+			ref, refID, refTerm = b, id, term
 			t.Logf("replica states compared at commit index %d (term %d): %d nodes, %d bytes", target, term, nodes, len(b))
 			for _, cmd := range bad {
 				t.Errorf("the Raft log holds a command the master should have refused: %s", cmd)
@@ -527,10 +232,10 @@ func (c *procCell) compareReplicaStates(t testing.TB) {
 			continue
 		}
 		if term != refTerm {
-			t.Errorf("replica %s's log has term %d at committed index %d, %s's has %d", r.id, term, target, refID, refTerm)
+			t.Errorf("replica %s's log has term %d at committed index %d, %s's has %d", id, term, target, refID, refTerm)
 		}
 		if !bytes.Equal(b, ref) {
-			t.Errorf("replica %s's applied state differs from %s's at index %d (%d vs %d bytes)", r.id, refID, target, len(b), len(ref))
+			t.Errorf("replica %s's applied state differs from %s's at index %d (%d vs %d bytes)", id, refID, target, len(b), len(ref))
 		}
 	}
 }
@@ -647,42 +352,9 @@ func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { return nil }
 func (s *memSink) Close() error  { return nil }
 
-// shutdown kills every replica, prints the logs of a failed test, and fails
-// the test on a data race or panic in any log.
-func (c *procCell) shutdown() {
-	c.closeClients()
-	c.killAll()
-	for _, r := range c.reps {
-		b, err := os.ReadFile(r.logPath)
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		for _, bad := range []string{"WARNING: DATA RACE", "panic: ", "fatal error: "} {
-			if strings.Contains(s, bad) {
-				c.t.Errorf("replica %s logged %q", r.id, bad)
-			}
-		}
-		if c.t.Failed() {
-			c.t.Logf("==== log of %s (%s, last %d KiB) ====\n%s", r.id, r.logPath, logTail>>10, tail(s, logTail))
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[len(s)-n:]
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
-	}
-	return "...\n" + s
-}
-
 // fdCount is how many file descriptors replica i's process has open.
 func (c *procCell) fdCount(i int) int {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.pid(i)))
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", c.Pid(i)))
 	if err != nil {
 		return -1
 	}
@@ -691,7 +363,7 @@ func (c *procCell) fdCount(i int) int {
 
 // rssKiB is replica i's resident set size (and its peak) in KiB.
 func (c *procCell) rssKiB(i int) (rss, hwm int) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.pid(i)))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", c.Pid(i)))
 	if err != nil {
 		return -1, -1
 	}

@@ -94,10 +94,10 @@ func TestProcessDurability(t *testing.T) {
 		t.FailNow()
 	}
 
-	cell.killAll()
+	cell.KillAll()
 	t.Logf("%.1fs: killed all five replicas with SIGKILL", time.Since(t0).Seconds())
 	restartAt := time.Now()
-	cell.restartAll()
+	cell.RestartAll()
 	cell.waitMaster(30 * time.Second)
 	t.Logf("cell restarted with only --dir; master after %v", time.Since(restartAt).Round(time.Millisecond))
 
@@ -192,7 +192,7 @@ func TestProcessDurability(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Duration(1000+rng.IntN(1000)) * time.Millisecond)
-	cell.killAll()
+	cell.KillAll()
 	mu.Lock()
 	ackedAtKill := len(acked2)
 	mu.Unlock()
@@ -202,7 +202,7 @@ func TestProcessDurability(t *testing.T) {
 	if ackedAtKill == 0 {
 		t.Fatal("phase 2: no write acknowledged before the kill")
 	}
-	cell.restartAll()
+	cell.RestartAll()
 	cell.waitMaster(30 * time.Second)
 	third := cell.dial(t)
 	d2, err := third.Open(ctx, "/ls/proc/d2", nil)
@@ -391,13 +391,13 @@ func TestProcessLeaderKillDuringWrites(t *testing.T) {
 	for k := range kills {
 		m := cell.waitMaster(30 * time.Second)
 		killedAt := time.Now()
-		cell.kill(m)
-		t.Logf("kill %d: SIGKILLed master %s", k+1, cell.reps[m].id)
+		cell.Kill(m)
+		t.Logf("kill %d: SIGKILLed master %s", k+1, cell.ID(m))
 		waitProgress("after the master was killed")
 		t.Logf("kill %d: all writers progressing again %v after the kill", k+1, time.Since(killedAt).Round(time.Millisecond))
 		time.Sleep(max(0, time.Second-time.Since(killedAt)))
-		cell.restart(m)
-		t.Logf("kill %d: restarted %s with only --dir", k+1, cell.reps[m].id)
+		cell.Restart(m)
+		t.Logf("kill %d: restarted %s with only --dir", k+1, cell.ID(m))
 		waitProgress("after the old master restarted")
 		time.Sleep(2 * time.Second)
 	}
@@ -414,7 +414,7 @@ func TestProcessLeaderKillDuringWrites(t *testing.T) {
 		slowest = max(slowest, wr.slowest)
 	}
 	t.Logf("%d calls by %d writers; slowest call %v", total, writers, slowest.Round(time.Millisecond))
-	cell.checkAlive(t)
+	cell.CheckAlive(t)
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,26 +53,26 @@ func setNofile(pid int, n uint64) error {
 func TestProcessAcceptSurvivesFDExhaustion(t *testing.T) {
 	cell := startProcCell(t, procOptions{})
 	m := cell.waitMaster(10 * time.Second)
-	victim := (m + 1) % len(cell.reps) // a follower: the cell stays available
-	r := cell.reps[victim]
+	victim := (m + 1) % cell.N() // a follower: the cell stays available
+	id, addr := cell.ID(victim), cell.Addr(victim)
 	base := cell.fdCount(victim)
-	if err := setNofile(cell.pid(victim), uint64(base+40)); err != nil {
+	if err := setNofile(cell.Pid(victim), uint64(base+40)); err != nil {
 		t.Skipf("prlimit: %v", err)
 	}
 	var conns []net.Conn
 	for range 200 {
-		nc, err := net.DialTimeout("tcp", r.addr, 2*time.Second)
+		nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			break
 		}
 		conns = append(conns, nc)
 	}
 	time.Sleep(500 * time.Millisecond)
-	t.Logf("%s: %d connections opened; %d descriptors in use, limit %d", r.id, len(conns), cell.fdCount(victim), base+40)
+	t.Logf("%s: %d connections opened; %d descriptors in use, limit %d", id, len(conns), cell.fdCount(victim), base+40)
 	for _, nc := range conns {
 		nc.Close()
 	}
-	if err := setNofile(cell.pid(victim), 1<<20); err != nil {
+	if err := setNofile(cell.Pid(victim), 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
@@ -82,19 +81,19 @@ func TestProcessAcceptSurvivesFDExhaustion(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		st, err := cellclient.QueryStatus(ctx, r.addr, 2*time.Second)
+		st, err := cellclient.QueryStatus(ctx, addr, 2*time.Second)
 		cancel()
 		if err == nil {
-			t.Logf("%s answers again: %s, term %d", r.id, st.State, st.Term)
+			t.Logf("%s answers again: %s, term %d", id, st.State, st.Term)
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s (alive: %v, %d descriptors open) no longer accepts connections after running out of descriptors: %v",
-				r.id, cell.alive(victim), cell.fdCount(victim), err)
+				id, cell.Alive(victim), cell.fdCount(victim), err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	cell.checkAlive(t)
+	cell.CheckAlive(t)
 }
 
 // TestProcessStreamFloodMemory: a client that opens many streams, each
@@ -108,9 +107,7 @@ func TestProcessAcceptSurvivesFDExhaustion(t *testing.T) {
 // running flat out over gigabytes of address space), so the test turns it
 // off, as an operator may.
 func TestProcessStreamFloodMemory(t *testing.T) {
-	cell := startProcCell(t, procOptions{wrap: func(i int, cmd *exec.Cmd) {
-		cmd.Args = append(cmd.Args, "--memory-limit", "0")
-	}})
+	cell := startProcCell(t, procOptions{args: []string{"--memory-limit", "0"}})
 	victim := cell.waitMaster(10 * time.Second)
 	rss0, _ := cell.rssKiB(victim)
 	hdr := []byte{byte(wire.MsgStatus), 0, 0, 0, 0}
@@ -118,7 +115,7 @@ func TestProcessStreamFloodMemory(t *testing.T) {
 	const rounds, streams = 6, 200
 	sent := 0
 	for range rounds {
-		rc := dialRaw(t, cell.reps[victim].addr)
+		rc := dialRaw(t, cell.Addr(victim))
 		for i := range streams {
 			st, err := rc.sess.OpenStream()
 			if err != nil {
@@ -131,7 +128,7 @@ func TestProcessStreamFloodMemory(t *testing.T) {
 		rc.sess.Close()
 		time.Sleep(100 * time.Millisecond)
 	}
-	cell.checkAlive(t)
+	cell.CheckAlive(t)
 	rss, hwm := cell.rssKiB(victim)
 	growth := (hwm - rss0) >> 10
 	t.Logf("%d streams, %d bytes of frame headers: RSS %d → %d MiB, peak %d MiB", rounds*streams, sent, rss0>>10, rss>>10, hwm>>10)
@@ -152,10 +149,10 @@ func TestProcessStreamFloodMemory(t *testing.T) {
 // timings are not, and are not checked here.
 func TestProcessRestartKeepsSettings(t *testing.T) {
 	cell := startProcCell(t, procOptions{})
-	cell.killAll()
-	cell.restartAll()
+	cell.KillAll()
+	cell.RestartAll()
 	m := cell.waitMaster(30 * time.Second)
-	rc := dialRaw(t, cell.reps[m].addr)
+	rc := dialRaw(t, cell.Addr(m))
 	typ, body, err := rc.call(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, Cell: procCellName}), false, 10*time.Second)
 	var cs wire.CreateSessionResponse
 	if err != nil || typ != wire.MsgCreateSession || wire.Decode(body, &cs) != nil || cs.Err != nil {
@@ -292,11 +289,11 @@ func TestProcessFailoverWithoutJeopardy(t *testing.T) {
 	for range 3 {
 		m := cell.waitMaster(30 * time.Second)
 		mu.Lock()
-		events = append(events, fmt.Sprintf("%.2fs kill %s", time.Since(start).Seconds(), cell.reps[m].id))
+		events = append(events, fmt.Sprintf("%.2fs kill %s", time.Since(start).Seconds(), cell.ID(m)))
 		mu.Unlock()
-		cell.kill(m)
+		cell.Kill(m)
 		time.Sleep(time.Second)
-		cell.restart(m)
+		cell.Restart(m)
 		time.Sleep(4 * time.Second) // a KeepAlive round with the new master
 	}
 	stop.Store(true)
@@ -331,7 +328,7 @@ func TestProcessCloseInJeopardy(t *testing.T) {
 	if _, err := cl.Open(ctx, "/ls/proc/eph", &cellclient.OpenOptions{Create: fsapi.CreateMust, Ephemeral: true}); err != nil {
 		t.Fatal(err)
 	}
-	cell.killAll()
+	cell.KillAll()
 	deadline := time.Now().Add(3 * procLease)
 	for cl.State() != lease.Jeopardy {
 		if time.Now().After(deadline) {
@@ -339,7 +336,7 @@ func TestProcessCloseInJeopardy(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cell.restartAll()
+	cell.RestartAll()
 	cell.waitMaster(30 * time.Second)
 	other := cell.dial(t) // the cell answers again
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,16 @@ type ProcOptions struct {
 	// RestartDirOnly makes Restart pass only --dir (and --log-level, Args):
 	// flags haspd does not store in --dir then take their defaults.
 	RestartDirOnly bool
+	// RestartBare makes Restart pass --dir alone (it implies
+	// RestartDirOnly): not even --log-level or Args, so a restarted replica
+	// logs at haspd's default level and takes everything else from --dir.
+	RestartBare bool
+	// ServeTimeout bounds how long a start may take to say it serves
+	// (default 60 s).
+	ServeTimeout time.Duration
+	// LogTail is how much of each replica's log a failed test prints
+	// (default 48 KiB).
+	LogTail int
 }
 
 // ProcCell is a cell of real haspd processes on 127.0.0.1, for tests that
@@ -45,12 +56,13 @@ type ProcCell struct {
 type proc struct {
 	id, addr, dir, logPath string
 
-	mu     sync.Mutex // protects following fields
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the current process was waited for
-	state  *os.ProcessState
-	args   []string // the current process's own flags (without the common ones)
-	logOff int64    // log size when the current process started
+	mu      sync.Mutex // protects following fields
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once the current process was waited for
+	state   *os.ProcessState
+	args    []string // the current process's flags
+	logOff  int64    // log size when the current process started
+	started int      // processes started so far
 }
 
 // StartProcCell builds cmd/haspd (once per test binary; with -race if this
@@ -74,6 +86,12 @@ func StartProcCell(t testing.TB, opts ProcOptions) *ProcCell {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "info"
 	}
+	if opts.ServeTimeout == 0 {
+		opts.ServeTimeout = 60 * time.Second
+	}
+	if opts.LogTail == 0 {
+		opts.LogTail = 48 << 10
+	}
 	c := &ProcCell{t: t, opts: opts, bin: haspdBinary(t)}
 	base := t.TempDir()
 	addrs := freeAddrs(t, opts.N)
@@ -85,9 +103,9 @@ func StartProcCell(t testing.TB, opts ProcOptions) *ProcCell {
 	}
 	t.Cleanup(c.Close)
 	for i, p := range c.procs {
-		c.start(i, "--id", p.id, "--dir", p.dir, "--listen", p.addr, "--cell-name", opts.Cell,
+		c.start(i, c.flags("--id", p.id, "--dir", p.dir, "--listen", p.addr, "--cell-name", opts.Cell,
 			"--initial-cell", strings.Join(initial, ","), "--heartbeat-timeout", opts.Heartbeat.String(),
-			"--session-lease", opts.SessionLease.String())
+			"--session-lease", opts.SessionLease.String()))
 	}
 	for i := range c.procs {
 		c.waitServing(i)
@@ -126,11 +144,20 @@ func (c *ProcCell) ID(i int) string { return c.procs[i].id }
 // Options are the options the cell was started with, defaults filled in.
 func (c *ProcCell) Options() ProcOptions { return c.opts }
 
+// Dir is replica i's --dir (its Raft log, snapshots and stored flags).
+func (c *ProcCell) Dir(i int) string { return c.procs[i].dir }
+
 // LogPath is the file replica i logs to.
 func (c *ProcCell) LogPath(i int) string { return c.procs[i].logPath }
 
-// start starts replica i with args (and the common flags).
-func (c *ProcCell) start(i int, args ...string) {
+// flags appends the flags common to every start (--log-level, Args) to a
+// replica's own.
+func (c *ProcCell) flags(own ...string) []string {
+	return append(append(own, "--log-level", c.opts.LogLevel), c.opts.Args...)
+}
+
+// start starts replica i with args, all of its flags.
+func (c *ProcCell) start(i int, args []string) {
 	c.t.Helper()
 	p := c.procs[i]
 	p.mu.Lock()
@@ -143,7 +170,6 @@ func (c *ProcCell) start(i int, args ...string) {
 		}
 	}
 	p.args = args
-	args = append(append(args[:len(args):len(args)], "--log-level", c.opts.LogLevel), c.opts.Args...)
 	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
@@ -154,7 +180,8 @@ func (c *ProcCell) start(i int, args ...string) {
 		c.t.Fatal(err)
 	}
 	p.logOff = st.Size()
-	fmt.Fprintf(f, "=== mastertest %s: haspd %s\n", time.Now().Format(time.StampMilli), strings.Join(args, " "))
+	p.started++
+	fmt.Fprintf(f, "=== mastertest %s: start #%d: haspd %s\n", time.Now().Format(time.StampMilli), p.started, strings.Join(args, " "))
 	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
@@ -174,8 +201,9 @@ func (c *ProcCell) start(i int, args ...string) {
 	}()
 }
 
-// currentLog is what the current process of replica i has logged.
-func (c *ProcCell) currentLog(i int) string {
+// Log is what the current process of replica i has logged (since its
+// start).
+func (c *ProcCell) Log(i int) string {
 	p := c.procs[i]
 	p.mu.Lock()
 	off := p.logOff
@@ -192,9 +220,9 @@ func (c *ProcCell) currentLog(i int) string {
 func (c *ProcCell) waitServing(i int) {
 	c.t.Helper()
 	p := c.procs[i]
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(c.opts.ServeTimeout)
 	for tries := 0; ; {
-		text := c.currentLog(i)
+		text := c.Log(i)
 		if strings.Contains(text, "serving on") {
 			return
 		}
@@ -205,13 +233,13 @@ func (c *ProcCell) waitServing(i int) {
 				p.mu.Lock()
 				args := p.args
 				p.mu.Unlock()
-				c.start(i, args...)
+				c.start(i, args)
 				continue
 			}
-			c.t.Fatalf("mastertest: %s exited while starting (%s):\n%s", p.id, c.exitState(i), text)
+			c.t.Fatalf("mastertest: %s exited while starting (%s):\n%s", p.id, c.ExitState(i), text)
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("mastertest: %s not serving after 60s:\n%s", p.id, text)
+			c.t.Fatalf("mastertest: %s not serving after %v:\n%s", p.id, c.opts.ServeTimeout, text)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -234,7 +262,8 @@ func (c *ProcCell) Alive(i int) bool {
 	}
 }
 
-func (c *ProcCell) exitState(i int) string {
+// ExitState describes how replica i's last process ended, or "running".
+func (c *ProcCell) ExitState(i int) string {
 	p := c.procs[i]
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -250,6 +279,17 @@ func (c *ProcCell) Pid(i int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.cmd.Process.Pid
+}
+
+// CheckAlive fails t at once if any replica's process has exited, with the
+// end of what that process logged.
+func (c *ProcCell) CheckAlive(t testing.TB) {
+	t.Helper()
+	for i, p := range c.procs {
+		if !c.Alive(i) {
+			t.Fatalf("replica %s exited (%s); its log ends:\n%s", p.id, c.ExitState(i), tail(c.Log(i), 16<<10))
+		}
+	}
 }
 
 // Kill sends SIGKILL to replica i and waits until it is gone.
@@ -312,15 +352,34 @@ func (c *ProcCell) signal(i int, sig syscall.Signal) {
 // Restart starts a killed replica again on its directory and waits until
 // it serves. It passes --dir and the timing flags haspd does not keep in
 // --dir (--heartbeat-timeout, --session-lease), so that the cell keeps one
-// configuration, unless ProcOptions.RestartDirOnly.
+// configuration, unless ProcOptions.RestartDirOnly or RestartBare.
 func (c *ProcCell) Restart(i int) {
 	c.t.Helper()
+	c.start(i, c.restartFlags(i))
+	c.waitServing(i)
+}
+
+// RestartAll starts every (killed) replica again, all at once, as Restart
+// does, and waits until each serves.
+func (c *ProcCell) RestartAll() {
+	c.t.Helper()
+	for i := range c.procs {
+		c.start(i, c.restartFlags(i))
+	}
+	for i := range c.procs {
+		c.waitServing(i)
+	}
+}
+
+func (c *ProcCell) restartFlags(i int) []string {
 	args := []string{"--dir", c.procs[i].dir}
+	if c.opts.RestartBare {
+		return args
+	}
 	if !c.opts.RestartDirOnly {
 		args = append(args, "--heartbeat-timeout", c.opts.Heartbeat.String(), "--session-lease", c.opts.SessionLease.String())
 	}
-	c.start(i, args...)
-	c.waitServing(i)
+	return c.flags(args...)
 }
 
 // Close kills every replica (once), fails the test if any log reports a
@@ -340,7 +399,7 @@ func (c *ProcCell) Close() {
 			}
 		}
 		if c.t.Failed() {
-			c.t.Logf("==== log of %s (%s), last 48 KiB ====\n%s", p.id, p.logPath, tail(s, 48<<10))
+			c.t.Logf("==== log of %s (%s), last %d KiB ====\n%s", p.id, p.logPath, c.opts.LogTail>>10, tail(s, c.opts.LogTail))
 		}
 	}
 }
@@ -396,7 +455,10 @@ func buildHaspd() (string, error) {
 	sweepBuildDirs()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("mastertest: no go tool to build haspd: %w", err)
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, serr := os.Stat(goTool); serr != nil {
+			return "", fmt.Errorf("mastertest: no go tool to build haspd: %w", err)
+		}
 	}
 	out, err := exec.Command(goTool, "env", "GOMOD").Output()
 	gomod := strings.TrimSpace(string(out))
