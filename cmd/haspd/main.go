@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +32,7 @@ type options struct {
 	contentLimit                                        int
 	sessionLease, heartbeat                             time.Duration
 	memLimitMiB                                         int64
+	debugAddr                                           string
 	set                                                 map[string]bool // flags given on the command line
 }
 
@@ -49,6 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.sessionLease, "session-lease", def.SessionLease, "session lease granted by KeepAlives (stored in --dir)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-timeout", def.HeartbeatTimeout,
 		"Raft heartbeat and election timeout; the same on every replica (stored in --dir)")
+	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Int64Var(&o.memLimitMiB, "memory-limit", 64, "soft memory limit per replica in MiB for the Go GC (0: none; the GOMEMLIMIT variable wins)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -82,6 +87,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	setMemoryLimit(o)
+	if err := serveDebug(o.debugAddr); err != nil {
+		fmt.Fprintln(stderr, "haspd:", err)
+		return 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if o.dev {
@@ -94,6 +103,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// serveDebug serves net/http/pprof's handlers on addr, if set, for
+// profiling a running replica (go tool pprof http://ADDR/debug/pprof/heap).
+func serveDebug(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--debug-addr: %w", err)
+	}
+	go http.Serve(ln, nil) // the pprof handlers are on DefaultServeMux
+	return nil
 }
 
 // setMemoryLimit makes the GC work harder before the heap outgrows the
