@@ -21,18 +21,18 @@ import (
 	"github.com/haspcell/hasp/fsapi"
 )
 
-// newRand returns a seeded generator and logs the seed; HASP_TEST_SEED=n
+// newRand returns a seeded generator and logs the seed; HASP_SEED=n
 // replays a run's random choices.
 func newRand(t *testing.T) *rand.Rand {
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("HASP_TEST_SEED"); s != "" {
+	if s := os.Getenv("HASP_SEED"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			t.Fatalf("HASP_TEST_SEED=%q: %v", s, err)
+			t.Fatalf("HASP_SEED=%q: %v", s, err)
 		}
 		seed = v
 	}
-	t.Logf("random seed %d (replay with HASP_TEST_SEED=%d)", seed, seed)
+	t.Logf("random seed %d (replay with HASP_SEED=%d)", seed, seed)
 	return rand.New(rand.NewPCG(seed, seed>>1))
 }
 
