@@ -177,6 +177,21 @@ func (a *app) withClient(ctx context.Context, fn func(context.Context, *cellclie
 	return fn(ctx, c)
 }
 
+// withHandle opens the existing node called name in a fresh session (see
+// withClient) and runs fn with its handle.
+func (a *app) withHandle(ctx context.Context, name string, fn func(context.Context, *cellclient.Handle) error) error {
+	if err := checkName(name); err != nil {
+		return err
+	}
+	return a.withClient(ctx, func(ctx context.Context, c *cellclient.Client) error {
+		h, err := c.Open(ctx, name, nil)
+		if err != nil {
+			return err
+		}
+		return fn(ctx, h)
+	})
+}
+
 // emit prints v as one line of JSON.
 func (a *app) emit(v any) error {
 	b, err := json.Marshal(v)

@@ -33,14 +33,7 @@ func (a *app) lsCmd() *cobra.Command {
 }
 
 func (a *app) ls(ctx context.Context, name string, long bool) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	return a.withClient(ctx, func(ctx context.Context, c *cellclient.Client) error {
-		h, err := c.Open(ctx, name, nil)
-		if err != nil {
-			return err
-		}
+	return a.withHandle(ctx, name, func(ctx context.Context, h *cellclient.Handle) error {
 		dir := h.Name()
 		ents, err := h.ReadDir(ctx)
 		if errors.Is(err, fsapi.ErrNotDir) {
@@ -86,14 +79,7 @@ func (a *app) statCmd() *cobra.Command {
 }
 
 func (a *app) stat(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	return a.withClient(ctx, func(ctx context.Context, c *cellclient.Client) error {
-		h, err := c.Open(ctx, name, nil)
-		if err != nil {
-			return err
-		}
+	return a.withHandle(ctx, name, func(ctx context.Context, h *cellclient.Handle) error {
 		st, err := h.GetStat(ctx)
 		if err != nil {
 			return err
@@ -125,14 +111,7 @@ type catJSON struct {
 }
 
 func (a *app) cat(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	return a.withClient(ctx, func(ctx context.Context, c *cellclient.Client) error {
-		h, err := c.Open(ctx, name, nil)
-		if err != nil {
-			return err
-		}
+	return a.withHandle(ctx, name, func(ctx context.Context, h *cellclient.Handle) error {
 		data, st, err := h.GetContentsAndStat(ctx)
 		if err != nil {
 			return err
@@ -196,14 +175,7 @@ func (a *app) rmCmd() *cobra.Command {
 }
 
 func (a *app) rm(ctx context.Context, name string) error {
-	if err := checkName(name); err != nil {
-		return err
-	}
-	return a.withClient(ctx, func(ctx context.Context, c *cellclient.Client) error {
-		h, err := c.Open(ctx, name, nil)
-		if err != nil {
-			return err
-		}
+	return a.withHandle(ctx, name, func(ctx context.Context, h *cellclient.Handle) error {
 		if err := h.Delete(ctx); err != nil {
 			return err
 		}
