@@ -331,7 +331,34 @@ func (c *ProcCell) KillAll() {
 
 // Stop pauses replica i (SIGSTOP): it keeps its sockets but does nothing,
 // as a process stalled by the OS, a VM pause or a long GC would.
-func (c *ProcCell) Stop(i int) { c.signal(i, syscall.SIGSTOP) }
+//
+// Signals are delivered asynchronously, so Stop waits (up to 5 s) until the
+// kernel reports the process stopped: tests may assume it is paused.
+func (c *ProcCell) Stop(i int) {
+	c.t.Helper()
+	c.signal(i, syscall.SIGSTOP)
+	pid := c.Pid(i)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if st, ok := procState(pid); !ok || st == "T" || st == "t" {
+			return // stopped, or no /proc to tell
+		}
+	}
+	c.t.Fatalf("mastertest: %s not stopped 5 s after SIGSTOP", c.procs[i].id)
+}
+
+// procState is the state letter of a process from /proc (R, S, T, ...).
+func procState(pid int) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) == 0 {
+		return "", false
+	}
+	return f[0], true
+}
 
 // Cont resumes a replica paused by Stop (SIGCONT).
 func (c *ProcCell) Cont(i int) { c.signal(i, syscall.SIGCONT) }

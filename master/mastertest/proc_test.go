@@ -1,7 +1,6 @@
 package mastertest
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -31,7 +30,7 @@ func TestProcCellLifecycle(t *testing.T) {
 		nc.Close()
 	}
 	c.Stop(0)
-	if state := procState(t, c.Pid(0)); state != "T" && state != "t" {
+	if state := procStateT(t, c.Pid(0)); state != "T" && state != "t" {
 		t.Errorf("after Stop, %s is in state %q, want stopped", c.ID(0), state)
 	}
 	c.Cont(0)
@@ -53,12 +52,10 @@ func TestProcCellLifecycle(t *testing.T) {
 }
 
 // procState is the state letter of process pid (/proc/PID/stat).
-func procState(t *testing.T, pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
+func procStateT(t *testing.T, pid int) string {
+	st, ok := procState(pid)
+	if !ok {
+		t.Skip("no /proc")
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return strings.Fields(s[i+1:])[0]
+	return st
 }
