@@ -37,6 +37,33 @@ type Result struct {
 	Session uint64 // CmdCreateSession: the new session's id
 	ErrKind ErrKind
 	ErrMsg  string
+
+	// Lock commands (omitted from the encoding when zero, so that the
+	// snapshots of states without locks are unchanged).
+
+	// Granted: an Acquire's requester holds the lock, at Generation.
+	Granted    bool   `codec:",omitempty"`
+	Generation uint64 `codec:",omitempty"`
+	// Waiter: an Acquire was queued as this waiter (see CancelWait).
+	Waiter uint64 `codec:",omitempty"`
+	// Grants lists, in order, every lock granted to a queued waiter by the
+	// command (Acquire settling a lock, Release, CancelWait, LockTick,
+	// CloseSession): the master notifies exactly those holders. An
+	// Acquire's own immediate grant is not listed (see Granted). It may be
+	// set on a failed Result too (an Acquire settles the lock first).
+	Grants []GrantInfo `codec:",omitempty"`
+}
+
+// GrantInfo is one lock granted to a waiter: Session's handle Handle now
+// holds the lock on Path in Mode (a locks.Mode) at Generation. Waiter is
+// the Result.Waiter the request was queued as.
+type GrantInfo struct {
+	Path       string
+	Session    uint64
+	Handle     uint64
+	Mode       uint8
+	Generation uint64
+	Waiter     uint64
 }
 
 // ErrKind names the fsapi sentinel a failed Result maps to.
@@ -57,6 +84,11 @@ const (
 	ErrKindNotDir             ErrKind = 10 // fsapi.ErrNotDir
 	ErrKindIsDir              ErrKind = 11 // fsapi.ErrIsDir
 	ErrKindPermission         ErrKind = 12 // fsapi.ErrPermission
+	ErrKindHeld               ErrKind = 13 // locks.ErrHeld
+	ErrKindLockDelay          ErrKind = 14 // locks.ErrLockDelay
+	ErrKindNotHeld            ErrKind = 15 // locks.ErrNotHeld
+	ErrKindStaleSequencer     ErrKind = 16 // locks.ErrStaleSequencer
+	ErrKindNoWaiter           ErrKind = 17 // locks.ErrNoWaiter
 )
 
 // MaxUnacked is the most writes a session may have applied but not yet
@@ -64,5 +96,6 @@ const (
 // fsapi.ErrBadRequest and is not applied.
 const MaxUnacked = 4096
 
-// Err returns the Result's error, wrapping the matching fsapi sentinel, or nil.
+// Err returns the Result's error, wrapping the matching fsapi (or, for the
+// lock kinds, locks) sentinel, or nil.
 func (r *Result) Err() error { return r.err() }

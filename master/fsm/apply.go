@@ -23,9 +23,9 @@ func (t *txn) apply(cmd any) Result {
 		return t.createSession(c)
 	case *CloseSession:
 		if c.Expired {
-			return t.closeSession(c.Meta.Session)
+			return t.closeSession(c.Meta.Session, c.Meta.Time)
 		}
-		return t.write(c.Meta, func(*session) Result { return t.closeSession(c.Meta.Session) })
+		return t.write(c.Meta, func(*session) Result { return t.closeSession(c.Meta.Session, c.Meta.Time) })
 	case *Open:
 		return t.write(c.Meta, func(s *session) Result { return t.open(c, s) })
 	case *SetContents:
@@ -34,6 +34,14 @@ func (t *txn) apply(cmd any) Result {
 		return t.write(c.Meta, func(*session) Result { return t.delete(c) })
 	case *Noop:
 		return Result{}
+	case *Acquire:
+		return t.write(c.Meta, func(s *session) Result { return t.acquire(c, s) })
+	case *Release:
+		return t.write(c.Meta, func(s *session) Result { return t.release(c, s) })
+	case *CancelWait:
+		return t.write(c.Meta, func(s *session) Result { return t.cancelWait(c, s) })
+	case *LockTick:
+		return t.lockTick(c)
 	}
 	// Unreachable: Decode returns only the types above.
 	return fail(ErrKindBadRequest, "unknown command %T", cmd)
@@ -172,10 +180,15 @@ func (t *txn) delete(c *Delete) Result {
 }
 
 // remove deletes the childless node n at path, then every ephemeral
-// ancestor directory that this leaves empty.
+// ancestor directory that this leaves empty. Each deleted node's lock is
+// forgotten (locks.Table.Delete): its holders and waiters are dropped
+// without a grant or an error here; they learn of it from the node's
+// deletion (their handles are for an instance that no longer exists), and a
+// node created later on the path starts a fresh lock.
 func (t *txn) remove(path string, n *Node) {
 	for {
 		t.tree.Delete(nodeKey(path))
+		t.f.locks.Delete(path)
 		if s := t.f.sessions[n.Stat.EphemeralOwner]; s != nil {
 			delete(s.ephemerals, path)
 		}

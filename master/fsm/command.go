@@ -24,6 +24,13 @@ const (
 	CmdDelete        CmdType = 5
 	// CmdNoop changes nothing; the leader commits it as a barrier.
 	CmdNoop CmdType = 6
+	// Lock commands (DESIGN.md §7). Meta.Time is "now" for the lock table.
+	CmdAcquire    CmdType = 7
+	CmdRelease    CmdType = 8
+	CmdCancelWait CmdType = 9
+	// CmdLockTick is proposed by the leader when the lock table's
+	// NextDeadline passes; it grants waiters whose lock-delay has ended.
+	CmdLockTick CmdType = 10
 )
 
 // WriteMeta is stamped on every client write. Time is the leader's wall
@@ -83,6 +90,46 @@ type Noop struct {
 	Time int64
 }
 
+// Acquire asks for the lock on the node Path through the handle Handle of
+// Meta.Session. The node must exist and be Instance (0: any instance).
+// Mode is a locks.Mode. LockDelayMillis is the handle's lock-delay (0 to
+// locks.MaxLockDelay; 0 is none: the master substitutes the default before
+// proposing). Wait queues the request if it cannot be granted at once
+// (Result.Waiter); without it the command fails with ErrKindHeld or
+// ErrKindLockDelay.
+type Acquire struct {
+	Meta            WriteMeta
+	Path            string
+	Instance        uint64
+	Handle          uint64
+	Mode            uint8
+	LockDelayMillis int64
+	Wait            bool
+}
+
+// Release releases the lock on Path held by handle Handle of Meta.Session.
+type Release struct {
+	Meta     WriteMeta
+	Path     string
+	Instance uint64 // 0: any instance
+	Handle   uint64
+}
+
+// CancelWait withdraws Meta.Session's queued request Waiter (a
+// Result.Waiter of an Acquire) on Path; if it was granted meanwhile, the
+// lock is released.
+type CancelWait struct {
+	Meta   WriteMeta
+	Path   string
+	Waiter uint64
+}
+
+// LockTick lets the lock table grant the waiters whose lock-delay has ended
+// by Time (the leader's clock, Unix ns). It has no session.
+type LockTick struct {
+	Time int64
+}
+
 var handle = &codec.MsgpackHandle{WriteExt: true}
 
 func init() { handle.MaxInitLen = 4096 }
@@ -122,6 +169,14 @@ func Decode(data []byte) (CmdType, any, error) {
 		cmd = &Delete{}
 	case CmdNoop:
 		cmd = &Noop{}
+	case CmdAcquire:
+		cmd = &Acquire{}
+	case CmdRelease:
+		cmd = &Release{}
+	case CmdCancelWait:
+		cmd = &CancelWait{}
+	case CmdLockTick:
+		cmd = &LockTick{}
 	default:
 		return t, nil, fmt.Errorf("fsm: unknown command type %d", t)
 	}

@@ -13,6 +13,14 @@
 //     client name, and the ephemeral nodes it owns. Closing or expiring a
 //     session deletes its childless ephemeral nodes; an ephemeral directory
 //     is also deleted when it becomes empty.
+//   - Locks (lock.go): every node is a reader/writer lock, kept in one
+//     locks.Table beside the namespace. Acquire, Release, CancelWait and
+//     LockTick drive it with the leader's stamped time; closing or expiring
+//     a session calls SessionLost (starting lock-delays) before deleting its
+//     ephemerals; deleting a node forgets its lock and drops its waiters.
+//     Each grant sets the node's Stat.LockGeneration, and Result.Grants
+//     lists the grants made to waiters so that the master notifies exactly
+//     them.
 //   - Exactly-once writes: per session, the Result of every write that the
 //     client has not yet acknowledged (WriteMeta.Seq, WriteMeta.AckBelow), so
 //     a retried write is answered from the table instead of applied twice.
@@ -36,10 +44,11 @@
 // raft calls Apply, Snapshot and Restore from one goroutine; Persist of a
 // snapshot runs concurrently with later Applies. View, AppliedIndex,
 // WaitApplied, Session and Sessions may be called from any number of
-// goroutines at any time. The namespace and applied index are published
+// goroutines at any time, and so may LockState, NextLockDeadline and
+// CheckSequencer. The namespace and applied index are published
 // together as one immutable *View through an atomic pointer, so View is
-// O(1) and lock-free and a View never changes once taken. Sessions are
-// guarded by a sync.RWMutex. WaitApplied waiters share one channel that is
+// O(1) and lock-free and a View never changes once taken. Sessions and the
+// lock table are guarded by a sync.RWMutex. WaitApplied waiters share one channel that is
 // closed on the next publish.
 //
 // # Usage

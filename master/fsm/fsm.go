@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/locks"
 )
 
 // FSM is hasp's replicated state machine. See the package documentation
@@ -29,6 +30,10 @@ type FSM struct {
 	// sessions holds every live session by id. Apply and Restore write it
 	// under mu; Session and Sessions read it under mu.RLock.
 	sessions map[uint64]*session
+	// locks is the lock table (see lock.go). Apply and Restore write it
+	// under mu; LockState, NextLockDeadline and CheckSequencer read it under
+	// mu.RLock.
+	locks *locks.Table
 }
 
 var (
@@ -41,7 +46,7 @@ func New(cfg Config) *FSM {
 	if cfg.ContentLimit <= 0 {
 		cfg.ContentLimit = fsapi.DefaultContentLimit
 	}
-	f := &FSM{cfg: cfg, sessions: make(map[uint64]*session)}
+	f := &FSM{cfg: cfg, sessions: make(map[uint64]*session), locks: locks.NewTable()}
 	f.view.Store(&View{tree: emptyTree()})
 	return f
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -80,14 +81,14 @@ func TestApplyEntryKinds(t *testing.T) {
 }
 
 func TestResultErr(t *testing.T) {
-	for k := ErrKindNotExist; k <= ErrKindPermission; k++ {
+	for k := ErrKindNotExist; k <= ErrKindNoWaiter; k++ {
 		t.Run(k.String(), func(t *testing.T) {
 			r := fail(k, "/a/b")
 			err := r.Err()
 			if !errors.Is(err, k.sentinel()) || err.Error() != k.sentinel().Error()+": /a/b" {
 				t.Fatalf("Err() = %v", err)
 			}
-			if kindOf(fmt.Errorf("wrapped: %w", err)) != k || failErr(err) != r {
+			if kindOf(fmt.Errorf("wrapped: %w", err)) != k || !reflect.DeepEqual(failErr(err), r) {
 				t.Fatal("kindOf/failErr do not invert fail")
 			}
 			if e := (&Result{ErrKind: k}).Err(); e.Error() != k.sentinel().Error() {

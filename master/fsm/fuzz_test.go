@@ -77,6 +77,11 @@ func corpusSeeds() map[string][]any {
 		"delete-dir":     {&Delete{Meta: m(s1, 0, 0), Path: "/p"}},
 		"noop":           {&Noop{Time: 3}},
 		"bad-path":       {&Open{Meta: m(s1, 5, 0), Path: "/a//b", Create: 2}},
+		"acquire":        {&Acquire{Meta: m(s1, 6, 0), Path: "/p/f", Handle: 1, Mode: 1, LockDelayMillis: 10}},
+		"acquire-wait":   {&Acquire{Meta: m(s2, 2, 0), Path: "/p/f", Instance: 4, Handle: 2, Mode: 2, Wait: true}},
+		"release":        {&Release{Meta: m(s1, 7, 0), Path: "/p/f", Handle: 1}},
+		"cancel-wait":    {&CancelWait{Meta: m(s2, 3, 0), Path: "/p/f", Waiter: 1}},
+		"lock-tick":      {&LockTick{Time: 1 << 40}},
 	}
 }
 

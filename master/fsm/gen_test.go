@@ -47,10 +47,40 @@ func (g *cmdGen) next() any {
 		return g.open()
 	case p < 75:
 		return &SetContents{Meta: g.meta(), Path: g.path(), Instance: g.small(), Data: g.data(), IfGeneration: g.small()}
-	case p < 95:
+	case p < 88:
 		return &Delete{Meta: g.meta(), Path: g.path(), Instance: g.small()}
+	case p < 89:
+		return &Noop{Time: g.now()}
 	}
-	return &Noop{Time: int64(g.index)}
+	return g.lockCmd()
+}
+
+// now is the leader's clock for the next command: 1 ms per command, so
+// that generated lock-delays (0 to 20 ms) end within the log.
+func (g *cmdGen) now() int64 { return int64(g.index) * int64(time.Millisecond) }
+
+// lockCmd is an Acquire, Release, CancelWait or LockTick, on the same
+// small alphabet of paths, with handles 1 to 3.
+func (g *cmdGen) lockCmd() any {
+	switch p := g.r.Intn(10); {
+	case p < 5:
+		a := &Acquire{Meta: g.meta(), Path: g.path(), Instance: g.lockInstance(), Handle: 1 + uint64(g.r.Intn(3)),
+			Mode: uint8(1 + g.r.Intn(2)), LockDelayMillis: int64(g.r.Intn(21)), Wait: g.r.Intn(2) == 0}
+		switch g.r.Intn(30) {
+		case 0:
+			a.Mode = 3
+		case 1:
+			a.LockDelayMillis = 60001
+		case 2:
+			a.LockDelayMillis = -1
+		}
+		return a
+	case p < 8:
+		return &Release{Meta: g.meta(), Path: g.path(), Instance: g.lockInstance(), Handle: 1 + uint64(g.r.Intn(3))}
+	case p < 9:
+		return &CancelWait{Meta: g.meta(), Path: g.path(), Waiter: uint64(g.r.Intn(40))}
+	}
+	return &LockTick{Time: g.now() + int64(g.r.Intn(5))*int64(time.Millisecond)}
 }
 
 func (g *cmdGen) closeSession() any {
@@ -70,6 +100,15 @@ func (g *cmdGen) open() any {
 		o.Create = 0
 	}
 	return o
+}
+
+// lockInstance is usually 0 (any instance), so that lock commands mostly
+// reach the lock table.
+func (g *cmdGen) lockInstance() uint64 {
+	if g.r.Intn(4) > 0 {
+		return 0
+	}
+	return g.small()
 }
 
 // small is 0 half the time, else a small number (a likely-stale instance
@@ -101,7 +140,7 @@ func (g *cmdGen) data() []byte {
 func (g *cmdGen) meta() WriteMeta {
 	switch p := g.r.Intn(20); {
 	case p == 0:
-		return WriteMeta{Time: int64(g.index)} // internal write
+		return WriteMeta{Time: g.now()} // internal write
 	case p == 1:
 		return g.metaFor(g.index + 1000) // unknown session
 	}
@@ -109,7 +148,7 @@ func (g *cmdGen) meta() WriteMeta {
 }
 
 func (g *cmdGen) metaFor(id uint64) WriteMeta {
-	m := WriteMeta{Session: id, Time: int64(g.index)}
+	m := WriteMeta{Session: id, Time: g.now()}
 	switch p := g.r.Intn(10); {
 	case p == 0:
 		return m // no dedup

@@ -44,6 +44,14 @@ func cmdType(cmd any) CmdType {
 		return CmdDelete
 	case *Noop:
 		return CmdNoop
+	case *Acquire:
+		return CmdAcquire
+	case *Release:
+		return CmdRelease
+	case *CancelWait:
+		return CmdCancelWait
+	case *LockTick:
+		return CmdLockTick
 	}
 	panic("unknown command")
 }

@@ -11,6 +11,7 @@ import (
 	iradix "github.com/hashicorp/go-immutable-radix/v2"
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/locks"
 )
 
 // restorer rebuilds and validates the state from a snapshot stream.
@@ -25,6 +26,7 @@ type restorer struct {
 	owned    map[uint64]int    // ephemeral nodes by owner session
 	sessions map[uint64]*session
 	lastID   uint64
+	locks    *locks.Table // nil until a recLocks record (none: no locks)
 }
 
 func readSnapshot(r io.Reader, limit int) (*restorer, error) {
@@ -39,6 +41,9 @@ func readSnapshot(r io.Reader, limit int) (*restorer, error) {
 	}
 	if err := st.readAll(); err != nil {
 		return nil, err
+	}
+	if st.locks == nil {
+		st.locks = locks.NewTable()
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		return nil, errors.New("trailing data after end record")
@@ -96,6 +101,12 @@ func (st *restorer) record(k recKind) (done bool, err error) {
 			return false, err
 		}
 		return false, st.addSession(&ss)
+	case recLocks:
+		var ls locks.State
+		if err := st.decode(&ls); err != nil {
+			return false, err
+		}
+		return false, st.addLocks(&ls)
 	case recEnd:
 		var end snapEnd
 		if err := st.decode(&end); err != nil {
@@ -107,7 +118,7 @@ func (st *restorer) record(k recKind) (done bool, err error) {
 }
 
 func (st *restorer) addNode(sn *snapNode) error {
-	if len(st.sessions) > 0 {
+	if len(st.sessions) > 0 || st.locks != nil {
 		return fmt.Errorf("node %q after sessions", sn.Path)
 	}
 	if err := fsapi.CheckPath(sn.Path); err != nil {
@@ -158,6 +169,9 @@ func (st *restorer) checkNode(path string, n *Node) error {
 }
 
 func (st *restorer) addSession(ss *snapSession) error {
+	if st.locks != nil {
+		return fmt.Errorf("session %d after locks", ss.ID)
+	}
 	if ss.ID == 0 || ss.ID <= st.lastID {
 		return fmt.Errorf("session %d out of order", ss.ID)
 	}
@@ -193,6 +207,42 @@ func (st *restorer) addEphemerals(s *session, paths []string) error {
 	return nil
 }
 
+// addLocks rebuilds the lock table (locks.Restore checks its own
+// invariants) and checks it against the namespace and the sessions: every
+// lock is on an existing node whose LockGeneration is the lock's, and every
+// holder and waiter belongs to a live session. That nodes never locked
+// have LockGeneration 0 is checked by finish.
+func (st *restorer) addLocks(ls *locks.State) error {
+	if st.locks != nil {
+		return errors.New("second locks record")
+	}
+	t, err := locks.Restore(*ls)
+	if err != nil {
+		return err
+	}
+	for _, l := range ls.Locks {
+		n, ok := st.tree.Get(nodeKey(l.Path))
+		switch {
+		case !ok:
+			return fmt.Errorf("lock %s: no such node", l.Path)
+		case n.Stat.LockGeneration != l.Generation:
+			return fmt.Errorf("lock %s: node lock generation %d, lock at %d", l.Path, n.Stat.LockGeneration, l.Generation)
+		}
+		for _, h := range l.Holders {
+			if st.sessions[h.Holder.Session] == nil {
+				return fmt.Errorf("lock %s: holder %v has no session", l.Path, h.Holder)
+			}
+		}
+		for _, w := range l.Waiters {
+			if st.sessions[w.Holder.Session] == nil {
+				return fmt.Errorf("lock %s: waiter %v has no session", l.Path, w.Holder)
+			}
+		}
+	}
+	st.locks = t
+	return nil
+}
+
 func (st *restorer) finish(end *snapEnd) error {
 	if end.Nodes != st.nodes || end.Sessions != len(st.sessions) {
 		return fmt.Errorf("end record counts %d nodes and %d sessions; read %d and %d",
@@ -203,8 +253,11 @@ func (st *restorer) finish(end *snapEnd) error {
 	}
 	var err error
 	st.tree.Root().Walk(func(k []byte, n *Node) bool {
-		if p := keyPath(k); n.Stat.Children != st.children[p] {
+		p := keyPath(k)
+		if n.Stat.Children != st.children[p] {
 			err = fmt.Errorf("node %q: child count %d, has %d", p, n.Stat.Children, st.children[p])
+		} else if n.Stat.LockGeneration != 0 && (st.locks == nil || st.locks.Generation(p) != n.Stat.LockGeneration) {
+			err = fmt.Errorf("node %q: lock generation %d without a matching lock", p, n.Stat.LockGeneration)
 		}
 		return err != nil
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/haspcell/hasp/fsapi"
+	"github.com/haspcell/hasp/locks"
 )
 
 // sentinels maps each ErrKind to its fsapi sentinel (index = kind).
@@ -22,6 +23,11 @@ var sentinels = [...]error{
 	ErrKindNotDir:             fsapi.ErrNotDir,
 	ErrKindIsDir:              fsapi.ErrIsDir,
 	ErrKindPermission:         fsapi.ErrPermission,
+	ErrKindHeld:               locks.ErrHeld,
+	ErrKindLockDelay:          locks.ErrLockDelay,
+	ErrKindNotHeld:            locks.ErrNotHeld,
+	ErrKindStaleSequencer:     locks.ErrStaleSequencer,
+	ErrKindNoWaiter:           locks.ErrNoWaiter,
 }
 
 // sentinel returns the fsapi error for k, or nil for ErrKindOK and for

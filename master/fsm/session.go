@@ -97,14 +97,19 @@ func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 	return r
 }
 
-// closeSession deletes the session's childless ephemeral nodes, deepest
-// first, then the session and its dedup table. Ephemeral directories that
-// still hold children stay; they go when they become empty.
-func (t *txn) closeSession(id uint64) Result {
+// closeSession first drops every lock the session holds or waits for
+// (locks.Table.SessionLost at now: a lock it held starts its lock-delay,
+// whether the client closed the session or it expired), then deletes the
+// session's childless ephemeral nodes, deepest first, then the session and
+// its dedup table. Ephemeral directories that still hold children stay;
+// they go when they become empty. Result.Grants lists the grants made to
+// waiters, except those on nodes this command then deleted.
+func (t *txn) closeSession(id uint64, now int64) Result {
 	s := t.f.sessions[id]
 	if s == nil {
 		return fail(ErrKindSessionExpired, "session %d", id)
 	}
+	grants := t.granted(t.f.locks.SessionLost(id, now))
 	for _, path := range deepestFirst(s.ephemerals) {
 		n, ok := t.get(path)
 		if ok && n.Stat.EphemeralOwner == id && n.Stat.Children == 0 {
@@ -112,7 +117,16 @@ func (t *txn) closeSession(id uint64) Result {
 		}
 	}
 	delete(t.f.sessions, id)
-	return Result{Session: id}
+	kept := grants[:0]
+	for _, g := range grants {
+		if _, ok := t.get(g.Path); ok {
+			kept = append(kept, g)
+		}
+	}
+	if len(kept) == 0 {
+		kept = nil
+	}
+	return Result{Session: id, Grants: kept}
 }
 
 // deepestFirst returns the paths sorted by depth, deepest first, then by path.

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -128,7 +129,7 @@ func TestDedup(t *testing.T) {
 	runCases(t, Config{}, []nsCase{
 		{name: "retry returns stored result", steps: []step{{openSeq(1, 0, "/a"), ok}, {openSeq(1, 0, "/a"), ok}},
 			check: func(t *testing.T, h *tester, rs []*Result) {
-				if *rs[0] != *rs[1] || !rs[1].Created {
+				if !reflect.DeepEqual(rs[0], rs[1]) || !rs[1].Created {
 					t.Fatalf("retry got %+v, want %+v", rs[1], rs[0])
 				}
 			}},
@@ -147,7 +148,7 @@ func TestDedup(t *testing.T) {
 			{openSeq(2, 3, "/b"), ErrKindBadRequest}, {openSeq(3, 3, "/c"), ok},
 		}, check: func(t *testing.T, h *tester, rs []*Result) {
 			s := h.f.sessions[s1]
-			if s.ackBelow != 3 || len(s.replies) != 2 || *rs[5] != *rs[2] {
+			if s.ackBelow != 3 || len(s.replies) != 2 || !reflect.DeepEqual(rs[5], rs[2]) {
 				t.Fatalf("ackBelow %d, replies %v", s.ackBelow, s.replies)
 			}
 			if !strings.Contains(rs[4].ErrMsg, "stale sequence number") {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
+	"github.com/haspcell/hasp/locks"
 )
 
 // Snapshot stream: msgpack values, encoded with the command codec.
@@ -16,9 +17,12 @@ import (
 //	snapHeader
 //	recNode,    snapNode     — every node in key order, root first
 //	recSession, snapSession  — every session by id
+//	recLocks,   locks.State  — the lock table; only if it is not empty
 //	recEnd,     snapEnd
 //
-// Identical state always gives identical bytes.
+// Identical state always gives identical bytes. A state without locks
+// gives the same bytes as before locks existed, and a snapshot without a
+// recLocks record restores as "no locks".
 
 const snapshotVersion = 1
 
@@ -28,6 +32,7 @@ const (
 	recNode    recKind = 1
 	recSession recKind = 2
 	recEnd     recKind = 3
+	recLocks   recKind = 4
 )
 
 type snapHeader struct {
@@ -67,6 +72,7 @@ type fsmSnapshot struct {
 	view     *View
 	limit    int
 	sessions []*session // sorted by id
+	locks    locks.State
 }
 
 // Snapshot captures the state for raft. The namespace is captured in O(1);
@@ -79,7 +85,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		ss = append(ss, s.clone())
 	}
 	slices.SortFunc(ss, func(a, b *session) int { return cmpU64(a.id, b.id) })
-	return &fsmSnapshot{view: f.view.Load(), limit: f.cfg.ContentLimit, sessions: ss}, nil
+	return &fsmSnapshot{view: f.view.Load(), limit: f.cfg.ContentLimit, sessions: ss, locks: f.locks.State()}, nil
 }
 
 // Persist writes the snapshot to sink and closes it (cancels it on error).
@@ -109,6 +115,11 @@ func (s *fsmSnapshot) writeTo(w io.Writer) error {
 	}
 	for _, ss := range s.sessions {
 		if err := encodeRecord(enc, recSession, ss.record()); err != nil {
+			return err
+		}
+	}
+	if s.locks.LastWaiter != 0 || len(s.locks.Locks) > 0 {
+		if err := encodeRecord(enc, recLocks, &s.locks); err != nil {
 			return err
 		}
 	}
@@ -152,6 +163,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sessions = st.sessions
+	f.locks = st.locks
 	f.publish(&View{tree: st.tree.Commit(), rev: st.index})
 	return nil
 }

@@ -19,7 +19,7 @@ func applyLog(t *testing.T, g *cmdGen, n int, hs ...*tester) map[ErrKind]int {
 			r := h.apply(cmd)
 			if first == nil {
 				first = r
-			} else if *r != *first {
+			} else if !reflect.DeepEqual(r, first) {
 				t.Fatalf("command %d (%+v): results differ: %+v vs %+v", i, cmd, first, r)
 			}
 		}
@@ -56,7 +56,9 @@ func TestDeterminism(t *testing.T) {
 	if !bytes.Equal(sa, sb) {
 		t.Fatal("two FSMs fed the same log have different snapshots")
 	}
-	t.Logf("%d nodes, %d sessions, snapshot %d bytes", a.f.View().NodeCount(), len(a.f.Sessions()), len(sa))
+	ls := a.f.locks.State()
+	t.Logf("%d nodes, %d sessions, %d locks (last waiter %d), snapshot %d bytes",
+		a.f.View().NodeCount(), len(a.f.Sessions()), len(ls.Locks), ls.LastWaiter, len(sa))
 
 	c := restored(t, sa, a.f.Config())
 	if sc := snapshotBytes(t, c.f); !bytes.Equal(sa, sc) {
