@@ -2,6 +2,7 @@ package cellclient_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -46,6 +47,10 @@ func TestJeopardyThenSafe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	poisoned, err := c.Open(ctx, "/ls/local/f", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range cell.N() {
 		cell.Crash(i)
 	}
@@ -66,6 +71,25 @@ func TestJeopardyThenSafe(t *testing.T) {
 		t.Fatalf("call returned in jeopardy: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
+	// Poison makes an outstanding call on that handle fail at once, and every
+	// later one; other handles are not affected (see readDone below).
+	poisonDone := make(chan error, 1)
+	go func() {
+		_, err := poisoned.GetStat(ctx)
+		poisonDone <- err
+	}()
+	// Usually the call is waiting by now; if not, it fails at its start, which
+	// the assertion accepts too. Without Poison it would block (the cell is down).
+	time.Sleep(50 * time.Millisecond)
+	poisoned.Poison()
+	select {
+	case err := <-poisonDone:
+		if !errors.Is(err, fsapi.ErrHandleClosed) {
+			t.Fatalf("outstanding call on a poisoned handle: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Poison did not end the outstanding call")
+	}
 	for i := range cell.N() {
 		cell.Restart(i)
 	}
@@ -77,6 +101,9 @@ func TestJeopardyThenSafe(t *testing.T) {
 	}
 	if err := <-readDone; err != nil {
 		t.Fatalf("call waiting through jeopardy: %v", err)
+	}
+	if _, err := poisoned.GetStat(ctx); !errors.Is(err, fsapi.ErrHandleClosed) {
+		t.Fatalf("later call on a poisoned handle: %v", err)
 	}
 }
 

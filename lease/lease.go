@@ -71,9 +71,6 @@ func (m *Master) Remaining(term uint64, now time.Time) time.Duration {
 	return m.expiry.Sub(now)
 }
 
-// Term is the term the lease belongs to (0: none).
-func (m *Master) Term() uint64 { return m.term }
-
 // ClientEnd is the client's conservative end of a session lease granted by
 // a KeepAlive reply: the client sent the call at sentAt (its clock), the
 // master held it for held and then granted ttl from its reply. The reply

@@ -159,6 +159,20 @@ func (s *Server) read(ctx context.Context, h wire.Header, path string) (*fsm.Vie
 	return s.fsm.View(), nil
 }
 
+// readNode is read followed by lookup: the node a read call names, and the
+// view (so the revision) it was read from.
+func (s *Server) readNode(ctx context.Context, h wire.Header, ref wire.NodeRef) (*fsm.View, *fsm.Node, error) {
+	v, err := s.read(ctx, h, ref.Path)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := lookup(v, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, n, nil
+}
+
 // lookup finds a node of the given instance (0: any) in a view.
 func lookup(v *fsm.View, ref wire.NodeRef) (*fsm.Node, error) {
 	n, ok := v.Get(ref.Path)
@@ -260,11 +274,7 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 		return nil, err
 	}
 	if req.Create == fsapi.CreateNo {
-		v, err := s.read(ctx, req.Header, req.Path)
-		if err != nil {
-			return nil, err
-		}
-		n, err := lookup(v, wire.NodeRef{Path: req.Path})
+		v, n, err := s.readNode(ctx, req.Header, wire.NodeRef{Path: req.Path})
 		if err != nil {
 			return nil, err
 		}
@@ -284,11 +294,7 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 }
 
 func (s *Server) getContents(ctx context.Context, req *wire.GetContentsRequest) (*wire.GetContentsResponse, error) {
-	v, err := s.read(ctx, req.Header, req.Path)
-	if err != nil {
-		return nil, err
-	}
-	n, err := lookup(v, req.NodeRef)
+	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
 		return nil, err
 	}
@@ -299,11 +305,7 @@ func (s *Server) getContents(ctx context.Context, req *wire.GetContentsRequest) 
 }
 
 func (s *Server) getStat(ctx context.Context, req *wire.GetStatRequest) (*wire.GetStatResponse, error) {
-	v, err := s.read(ctx, req.Header, req.Path)
-	if err != nil {
-		return nil, err
-	}
-	n, err := lookup(v, req.NodeRef)
+	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
 		return nil, err
 	}
@@ -311,11 +313,7 @@ func (s *Server) getStat(ctx context.Context, req *wire.GetStatRequest) (*wire.G
 }
 
 func (s *Server) readDir(ctx context.Context, req *wire.ReadDirRequest) (*wire.ReadDirResponse, error) {
-	v, err := s.read(ctx, req.Header, req.Path)
-	if err != nil {
-		return nil, err
-	}
-	n, err := lookup(v, req.NodeRef)
+	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
 		return nil, err
 	}

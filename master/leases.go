@@ -34,7 +34,7 @@ func (t *leaseTable) reset(ids []uint64, now time.Time) {
 	t.end = make(map[uint64]time.Time, len(ids))
 	t.fresh = make(map[uint64]bool, len(ids))
 	for _, id := range ids {
-		t.end[id] = now.Add(t.ttl)
+		t.end[id] = lease.MasterEnd(now, t.ttl)
 		t.fresh[id] = true
 	}
 }
@@ -45,7 +45,7 @@ func (t *leaseTable) ensure(ids []uint64, now time.Time) {
 	defer t.mu.Unlock()
 	for _, id := range ids {
 		if _, ok := t.end[id]; !ok {
-			t.end[id] = now.Add(t.ttl)
+			t.end[id] = lease.MasterEnd(now, t.ttl)
 			t.fresh[id] = true
 		}
 	}
@@ -59,14 +59,6 @@ func (t *leaseTable) len() int {
 	return len(t.end)
 }
 
-// get returns the session's lease end.
-func (t *leaseTable) get(id uint64) (time.Time, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	end, ok := t.end[id]
-	return end, ok
-}
-
 // extend makes the session's lease end a full lease after now, never
 // earlier than it was. It reports false for a session not in the table.
 func (t *leaseTable) extend(id uint64, now time.Time) bool {
@@ -76,7 +68,7 @@ func (t *leaseTable) extend(id uint64, now time.Time) bool {
 	if !ok || now.After(end) { // an ended lease is being expired: no revival
 		return false
 	}
-	if n := now.Add(t.ttl); n.After(end) {
+	if n := lease.MasterEnd(now, t.ttl); n.After(end) {
 		t.end[id] = n
 	}
 	return true
@@ -85,7 +77,7 @@ func (t *leaseTable) extend(id uint64, now time.Time) bool {
 func (t *leaseTable) add(id uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.end[id] = now.Add(t.ttl)
+	t.end[id] = lease.MasterEnd(now, t.ttl)
 }
 
 func (t *leaseTable) remove(id uint64) {

@@ -39,9 +39,6 @@ var handle = func() *codec.MsgpackHandle {
 	return h
 }()
 
-// Handle returns the msgpack handle every hasp encoding shares.
-func Handle() *codec.MsgpackHandle { return handle }
-
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Encode returns v's msgpack encoding.

@@ -382,11 +382,7 @@ func TestLockRestoreValidation(t *testing.T) {
 		return locks.State{Locks: []locks.Lock{{Path: path, Mode: locks.Exclusive, Generation: gen,
 			Holders: []locks.Hold{{Holder: locks.Holder{Session: sess, Handle: 1}}}}}}
 	}
-	cases := []struct {
-		name   string
-		mutate func(g *goodSnap) []rec
-		why    string
-	}{
+	cases := []corruption{
 		{"lock on missing node", func(g *goodSnap) []rec { return lockRec(g, held("/x", 5, 1)) }, "no such node"},
 		{"generation mismatch", func(g *goodSnap) []rec { return lockRec(g, held("/d/f", 5, 1)) }, "lock generation"},
 		{"holder without session", func(g *goodSnap) []rec {
@@ -409,18 +405,7 @@ func TestLockRestoreValidation(t *testing.T) {
 			return []rec{r[0], r[1], r[2], {recLocks, &locks.State{LastWaiter: 1}}, r[3], r[4]}
 		}, "after locks"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			h := newTester(t, Config{ContentLimit: 4})
-			h.must(mkfile(s1, "/keep", "k"))
-			g := newGoodSnap()
-			recs := c.mutate(g)
-			if recs == nil {
-				recs = g.records()
-			}
-			expectRestoreFails(t, h, encodeSnap(t, &g.hdr, recs, g.extra), c.why)
-		})
-	}
+	expectCorruptionsFail(t, cases)
 	t.Run("good", func(t *testing.T) {
 		g := newGoodSnap()
 		g.f.Node.Stat.LockGeneration = 1

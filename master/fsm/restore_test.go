@@ -61,6 +61,32 @@ func encodeSnap(t *testing.T, hdr *snapHeader, recs []rec, extra []byte) []byte 
 
 // expectRestoreFails restores data into an FSM with state and checks that
 // it fails and changes nothing.
+// corruption is one way to spoil a good snapshot, and the words the
+// restore error must contain.
+type corruption struct {
+	name   string
+	mutate func(g *goodSnap) []rec // nil result: g.records()
+	why    string
+}
+
+// expectCorruptionsFail checks that Restore rejects each corrupted snapshot
+// and leaves the FSM it was given as it was.
+func expectCorruptionsFail(t *testing.T, cases []corruption) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newTester(t, Config{ContentLimit: 4})
+			h.must(mkfile(s1, "/keep", "k"))
+			g := newGoodSnap()
+			recs := c.mutate(g)
+			if recs == nil {
+				recs = g.records()
+			}
+			expectRestoreFails(t, h, encodeSnap(t, &g.hdr, recs, g.extra), c.why)
+		})
+	}
+}
+
 func expectRestoreFails(t *testing.T, h *tester, data []byte, why string) {
 	t.Helper()
 	before, idx := snapshotBytes(t, h.f), h.f.AppliedIndex()
@@ -77,11 +103,7 @@ func expectRestoreFails(t *testing.T, h *tester, data []byte, why string) {
 }
 
 func TestRestoreValidation(t *testing.T) {
-	cases := []struct {
-		name   string
-		mutate func(g *goodSnap) []rec // nil result: g.records()
-		why    string
-	}{
+	cases := []corruption{
 		{"version", func(g *goodSnap) []rec { g.hdr.Version = 2; return nil }, "version"},
 		{"content limit", func(g *goodSnap) []rec { g.hdr.ContentLimit = 5; return nil }, "content limit"},
 		{"no root", func(g *goodSnap) []rec { return g.records()[1:] }, "root"},
@@ -115,18 +137,7 @@ func TestRestoreValidation(t *testing.T) {
 		{"no end", func(g *goodSnap) []rec { return g.records()[:4] }, "EOF"},
 		{"trailing", func(g *goodSnap) []rec { g.extra = []byte{0}; return nil }, "trailing"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			h := newTester(t, Config{ContentLimit: 4})
-			h.must(mkfile(s1, "/keep", "k"))
-			g := newGoodSnap()
-			recs := c.mutate(g)
-			if recs == nil {
-				recs = g.records()
-			}
-			expectRestoreFails(t, h, encodeSnap(t, &g.hdr, recs, g.extra), c.why)
-		})
-	}
+	expectCorruptionsFail(t, cases)
 	t.Run("good", func(t *testing.T) {
 		g := newGoodSnap()
 		data := encodeSnap(t, &g.hdr, g.records(), nil)
