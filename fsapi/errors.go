@@ -42,6 +42,26 @@ var (
 	ErrUnavailable = errors.New("fsapi: cell unavailable")
 	// ErrClosed: the client was closed.
 	ErrClosed = errors.New("fsapi: client closed")
+
+	// Lock errors (DESIGN.md §7).
+
+	// ErrHeld: a TryAcquire found the lock held in a conflicting mode, or
+	// requests queued ahead of it; or a Delete found the node locked by
+	// another session.
+	ErrHeld = errors.New("fsapi: lock is held")
+	// ErrLockDelay: a TryAcquire found the lock free but in lock-delay
+	// after its holder was lost (session expiry); the message says until
+	// when.
+	ErrLockDelay = errors.New("fsapi: lock is in lock-delay")
+	// ErrNotHeld: Release (or a sequencer) by a handle that does not hold
+	// the lock.
+	ErrNotHeld = errors.New("fsapi: lock not held")
+	// ErrNoWaiter: the lock request was withdrawn (cancelled, or dropped
+	// with its session or node) before it was granted.
+	ErrNoWaiter = errors.New("fsapi: no such lock request")
+	// ErrStaleSequencer: a sequencer names a lock generation (or node
+	// instance) that is no longer current, or older than one already seen.
+	ErrStaleSequencer = errors.New("fsapi: sequencer is stale")
 )
 
 // NotMasterError is returned by a replica that is not the master. Leader

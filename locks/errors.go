@@ -1,24 +1,23 @@
 package locks
 
-import "errors"
+import "github.com/haspcell/hasp/fsapi"
 
-// Sentinel errors. Test for them with errors.Is. They belong in fsapi (with
-// the other sentinels, so fsapi/wire can carry them across the network) and
-// are defined here only until fsapi grows them.
+// Sentinel errors, the same values as fsapi's (so they cross the network
+// through fsapi/wire). Test for them with errors.Is.
 var (
 	// ErrHeld: a TryAcquire found the lock held in a conflicting mode, or
 	// requests queued ahead of it.
-	ErrHeld = errors.New("locks: lock is held")
+	ErrHeld = fsapi.ErrHeld
 	// ErrLockDelay: a TryAcquire found the lock free but in lock-delay
 	// after its holder was lost. The error is a *DelayError saying until when.
-	ErrLockDelay = errors.New("locks: lock is in lock-delay")
+	ErrLockDelay = fsapi.ErrLockDelay
 	// ErrNotHeld: Release (or Sequencer) by a holder that does not hold the lock.
-	ErrNotHeld = errors.New("locks: lock not held")
+	ErrNotHeld = fsapi.ErrNotHeld
 	// ErrNoWaiter: Cancel of a waiter id that is neither queued nor holding.
-	ErrNoWaiter = errors.New("locks: no such waiter")
+	ErrNoWaiter = fsapi.ErrNoWaiter
 	// ErrStaleSequencer: a sequencer names a lock generation (or node
 	// instance) that is no longer current, or older than one already seen.
-	ErrStaleSequencer = errors.New("locks: sequencer is stale")
+	ErrStaleSequencer = fsapi.ErrStaleSequencer
 )
 
 // DelayError is returned by a TryAcquire of a lock in lock-delay. It wraps
@@ -30,7 +29,7 @@ type DelayError struct {
 }
 
 func (e *DelayError) Error() string {
-	return "locks: lock is in lock-delay: " + e.Path + " is free but may not be acquired until " +
+	return ErrLockDelay.Error() + ": " + e.Path + " is free but may not be acquired until " +
 		unixTime(e.Until) + " (a holder was lost without releasing it)"
 }
 

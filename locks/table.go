@@ -158,6 +158,12 @@ func (t *Table) SessionLost(session uint64, now int64) []Grant {
 	return t.drop(session, func(Holder) bool { return true }, true, now)
 }
 
+// SessionClosed is SessionLost for a session its client closed cleanly:
+// like Release (and Cancel), it starts no lock-delay.
+func (t *Table) SessionClosed(session uint64, now int64) []Grant {
+	return t.drop(session, func(Holder) bool { return true }, false, now)
+}
+
 // HandleLost is SessionLost for one handle: it became invalid while its
 // session lives on (its node was deleted, or the master dropped it).
 func (t *Table) HandleLost(h Holder, now int64) []Grant {

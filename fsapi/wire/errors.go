@@ -32,6 +32,13 @@ const (
 	CodeNotMaster
 	CodeWrongEpoch
 	CodeUnavailable
+	CodeHeld
+	CodeLockDelay
+	CodeNotHeld
+	CodeNoWaiter
+	CodeStaleSequencer
+
+	lastCode = CodeStaleSequencer
 )
 
 var codeErrs = map[Code]error{
@@ -50,6 +57,11 @@ var codeErrs = map[Code]error{
 	CodeIsDir:              fsapi.ErrIsDir,
 	CodeWrongCell:          fsapi.ErrWrongCell,
 	CodeUnavailable:        fsapi.ErrUnavailable,
+	CodeHeld:               fsapi.ErrHeld,
+	CodeLockDelay:          fsapi.ErrLockDelay,
+	CodeNotHeld:            fsapi.ErrNotHeld,
+	CodeNoWaiter:           fsapi.ErrNoWaiter,
+	CodeStaleSequencer:     fsapi.ErrStaleSequencer,
 }
 
 // Error is an error as carried on the wire.
@@ -73,7 +85,7 @@ func ToWire(err error) *Error {
 	if errors.As(err, &we) {
 		return &Error{Code: CodeWrongEpoch, Message: err.Error(), Epoch: we.Epoch}
 	}
-	for code := CodeOK + 1; code <= CodeUnavailable; code++ { // in code order: deterministic
+	for code := CodeOK + 1; code <= lastCode; code++ { // in code order: deterministic
 		if sentinel, ok := codeErrs[code]; ok && errors.Is(err, sentinel) {
 			return &Error{Code: code, Message: err.Error()}
 		}

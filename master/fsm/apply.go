@@ -15,6 +15,11 @@ type txn struct {
 	f     *FSM
 	index uint64
 	tree  *iradix.Txn[*Node]
+	// What the master must tell waiting lock requests once the command is
+	// applied (see FSM.SetLockNotify): every grant made, and the waiters
+	// dropped without a grant because their node was deleted.
+	grants  []GrantInfo
+	dropped []uint64
 }
 
 func (t *txn) apply(cmd any) Result {
@@ -23,9 +28,9 @@ func (t *txn) apply(cmd any) Result {
 		return t.createSession(c)
 	case *CloseSession:
 		if c.Expired {
-			return t.closeSession(c.Meta.Session, c.Meta.Time)
+			return t.closeSession(c.Meta.Session, c.Meta.Time, true)
 		}
-		return t.write(c.Meta, func(*session) Result { return t.closeSession(c.Meta.Session, c.Meta.Time) })
+		return t.write(c.Meta, func(*session) Result { return t.closeSession(c.Meta.Session, c.Meta.Time, false) })
 	case *Open:
 		return t.write(c.Meta, func(s *session) Result { return t.open(c, s) })
 	case *SetContents:
@@ -148,6 +153,12 @@ func (t *txn) setContents(c *SetContents) Result {
 	switch {
 	case !ok:
 		return r
+	case len(c.Sequencer) > 0:
+		if r, ok := t.checkSequencer(c.Sequencer); !ok {
+			return r
+		}
+	}
+	switch {
 	case n.Stat.IsDir:
 		return fail(ErrKindIsDir, "%s", c.Path)
 	case c.IfGeneration != 0 && c.IfGeneration != n.Stat.ContentGeneration:
@@ -169,11 +180,19 @@ func (t *txn) delete(c *Delete) Result {
 		return fail(ErrKindBadRequest, "cannot delete root")
 	}
 	n, r, ok := t.lookup(c.Path, c.Instance)
-	switch {
-	case !ok:
+	if !ok {
 		return r
-	case n.Stat.Children > 0:
+	}
+	if len(c.Sequencer) > 0 {
+		if r, ok := t.checkSequencer(c.Sequencer); !ok {
+			return r
+		}
+	}
+	if n.Stat.Children > 0 {
 		return fail(ErrKindNotEmpty, "%s has %d children", c.Path, n.Stat.Children)
+	}
+	if r, ok := t.lockedByOther(c.Path, c.Meta.Session); !ok {
+		return r
 	}
 	t.remove(c.Path, n)
 	return Result{Stat: n.Stat}
@@ -188,7 +207,11 @@ func (t *txn) delete(c *Delete) Result {
 func (t *txn) remove(path string, n *Node) {
 	for {
 		t.tree.Delete(nodeKey(path))
-		t.f.locks.Delete(path)
+		if l, ok := t.f.locks.Delete(path); ok {
+			for _, w := range l.Waiters {
+				t.dropped = append(t.dropped, w.ID)
+			}
+		}
 		if s := t.f.sessions[n.Stat.EphemeralOwner]; s != nil {
 			delete(s.ephemerals, path)
 		}

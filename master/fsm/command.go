@@ -76,13 +76,17 @@ type SetContents struct {
 	Instance     uint64 // 0: any instance
 	Data         []byte
 	IfGeneration uint64 // 0: unconditional
+	// Sequencer, if set (a locks.Sequencer's encoding), must be current
+	// when the command applies, or it fails with ErrKindStaleSequencer.
+	Sequencer []byte `codec:",omitempty"`
 }
 
 // Delete deletes a node; a directory only when it has no children.
 type Delete struct {
-	Meta     WriteMeta
-	Path     string
-	Instance uint64 // 0: any instance
+	Meta      WriteMeta
+	Path      string
+	Instance  uint64 // 0: any instance
+	Sequencer []byte `codec:",omitempty"` // as for SetContents
 }
 
 // Noop is a barrier entry.
@@ -93,8 +97,8 @@ type Noop struct {
 // Acquire asks for the lock on the node Path through the handle Handle of
 // Meta.Session. The node must exist and be Instance (0: any instance).
 // Mode is a locks.Mode. LockDelayMillis is the handle's lock-delay (0 to
-// locks.MaxLockDelay; 0 is none: the master substitutes the default before
-// proposing). Wait queues the request if it cannot be granted at once
+// locks.MaxLockDelay; 0 is none: the client resolves "not chosen" to the
+// default before sending). Wait queues the request if it cannot be granted at once
 // (Result.Waiter); without it the command fails with ErrKindHeld or
 // ErrKindLockDelay.
 type Acquire struct {

@@ -21,6 +21,8 @@ type FSM struct {
 	// Apply and Restore swap it; readers load it without locking.
 	view atomic.Pointer[View]
 
+	notify atomic.Pointer[LockNotify]
+
 	waitMu sync.Mutex
 	// waitCh is closed (and cleared) when a new view is published; nil when
 	// nobody is waiting, so an Apply without waiters allocates nothing.
@@ -141,10 +143,15 @@ func (f *FSM) Apply(l *raft.Log) any {
 // applyCmd applies one decoded command at index and publishes the result.
 func (f *FSM) applyCmd(index uint64, cmd any) *Result {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	tx := &txn{f: f, index: index, tree: f.view.Load().tree.Txn()}
 	r := tx.apply(cmd)
 	f.publish(&View{tree: tx.tree.Commit(), rev: index})
+	f.mu.Unlock()
+	if len(tx.grants) > 0 || len(tx.dropped) > 0 {
+		if fn := f.notify.Load(); fn != nil {
+			(*fn)(tx.grants, tx.dropped)
+		}
+	}
 	return &r
 }
 

@@ -161,7 +161,58 @@ func (t *txn) granted(gs []locks.Grant) []GrantInfo {
 		out = append(out, GrantInfo{Path: g.Path, Session: g.Holder.Session, Handle: g.Holder.Handle,
 			Mode: uint8(g.Mode), Generation: g.Generation, Waiter: g.Waiter})
 	}
+	t.grants = append(t.grants, out...)
 	return out
+}
+
+// checkSequencer checks an encoded sequencer that a write carries.
+func (t *txn) checkSequencer(b []byte) (Result, bool) {
+	seq, err := locks.ParseSequencer(b)
+	if err != nil {
+		return failErr(err), false
+	}
+	var instance uint64
+	if n, ok := t.get(seq.Path); ok {
+		instance = n.Stat.Instance
+	}
+	if err := t.f.locks.CheckSequencer(seq, instance); err != nil {
+		return failErr(err), false
+	}
+	return Result{}, true
+}
+
+// lockedByOther refuses to delete a node whose lock another session holds:
+// deleting it would end that holding without a lock-delay, so a new node
+// under the name could be locked at once while the old holder still runs.
+func (t *txn) lockedByOther(path string, session uint64) (Result, bool) {
+	l, ok := t.f.locks.Lock(path)
+	if !ok {
+		return Result{}, true
+	}
+	for _, h := range l.Holders {
+		if h.Holder.Session != session {
+			return fail(ErrKindHeld, "cannot delete %s: its lock is held %v by session %d (release it first)",
+				path, l.Mode, h.Holder.Session), false
+		}
+	}
+	return Result{}, true
+}
+
+// LockNotify is called after every applied command that granted locks to
+// queued requests or dropped queued requests without a grant (their node
+// was deleted). Grants are in the order the command made them. It runs on
+// Apply's goroutine, after the new state is published: it must not block.
+type LockNotify func(grants []GrantInfo, dropped []uint64)
+
+// SetLockNotify installs fn (nil removes it). Retried writes answered from
+// the exactly-once reply table do not call it again: each grant is
+// notified once per replica.
+func (f *FSM) SetLockNotify(fn LockNotify) {
+	if fn == nil {
+		f.notify.Store(nil)
+		return
+	}
+	f.notify.Store(&fn)
 }
 
 // setLockGeneration sets the node's LockGeneration (copy-on-write) and

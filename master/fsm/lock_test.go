@@ -290,7 +290,15 @@ func TestLockDeleteNode(t *testing.T) {
 	if err := h.f.CheckSequencer(seq); err != nil {
 		t.Fatal(err)
 	}
-	h.must(del(0, "/f"))
+	var gotDropped []uint64
+	h.f.SetLockNotify(func(_ []GrantInfo, dropped []uint64) { gotDropped = append(gotDropped, dropped...) })
+	// Only the holder may delete a locked node: anyone else would end its
+	// holding without a lock-delay.
+	h.run([]step{{del(s2, "/f"), ErrKindHeld}})
+	h.must(del(s1, "/f"))
+	if !reflect.DeepEqual(gotDropped, []uint64{1}) {
+		t.Fatalf("dropped waiters notified: %v, want [1]", gotDropped)
+	}
 	if err := h.f.CheckSequencer(seq); !errors.Is(err, locks.ErrStaleSequencer) {
 		t.Fatalf("CheckSequencer after delete = %v", err)
 	}
@@ -415,4 +423,53 @@ func TestLockRestoreValidation(t *testing.T) {
 			t.Fatal("the valid hand-made snapshot with a lock did not round-trip")
 		}
 	})
+}
+
+// A client that closes its session cleanly releases its locks like
+// Release: no lock-delay, unlike expiry.
+func TestLockCleanCloseNoLockDelay(t *testing.T) {
+	h := newTester(t, Config{})
+	h.must(mkfile(0, "/f", ""))
+	const t0 = int64(1_000_000_000)
+	h.must(acqAt(t0, 10_000, acq(s1, "/f", 1, excl, true)))
+	w := h.must(acqAt(t0, 0, acq(s2, "/f", 1, excl, true))).Waiter
+	r := h.must(&CloseSession{Meta: WriteMeta{Session: s1, Time: t0 + ms}})
+	wantGrants(t, r, grant("/f", s2, 1, excl, 2, w))
+	if _, ok := h.f.NextLockDeadline(); ok {
+		t.Fatal("a clean close started a lock-delay")
+	}
+	checkInvariants(t, h.f)
+}
+
+// A write carrying a sequencer applies only while it is current, and a
+// grant is notified once even when its command is retried.
+func TestLockSequencerOnWritesAndNotifyOnce(t *testing.T) {
+	h := newTester(t, Config{})
+	h.must(mkfile(0, "/f", ""))
+	h.must(mkfile(0, "/data", ""))
+	var notified []GrantInfo
+	h.f.SetLockNotify(func(g []GrantInfo, _ []uint64) { notified = append(notified, g...) })
+	h.must(acq(s1, "/f", 1, excl, true))
+	w := h.must(acq(s2, "/f", 1, excl, true)).Waiter
+	old := locks.Sequencer{Path: "/f", Instance: h.node("/f").Stat.Instance, Mode: locks.Exclusive, Generation: 1}.Encode()
+	ok := set(s1, "/data", "one")
+	ok.Sequencer = old
+	h.must(ok)
+	r := rel(s1, "/f", 1)
+	r.Meta.Seq = 1
+	h.must(r)
+	h.must(r) // retried: answered from the reply table
+	if want := []GrantInfo{grant("/f", s2, 1, excl, 2, w)}; !reflect.DeepEqual(notified, want) {
+		t.Fatalf("notified %+v, want %+v", notified, want)
+	}
+	stale := set(s1, "/data", "two")
+	stale.Sequencer = old
+	d := del(s1, "/data")
+	d.Sequencer = old
+	bad := set(s1, "/data", "three")
+	bad.Sequencer = []byte("garbage")
+	h.run([]step{{stale, ErrKindStaleSequencer}, {d, ErrKindStaleSequencer}, {bad, ErrKindBadRequest}})
+	if string(h.node("/data").Data) != "one" {
+		t.Fatal("a fenced write applied")
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/haspcell/hasp/locks"
 )
 
 // session is a live session as the FSM keeps it.
@@ -97,19 +99,25 @@ func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 	return r
 }
 
-// closeSession first drops every lock the session holds or waits for
-// (locks.Table.SessionLost at now: a lock it held starts its lock-delay,
-// whether the client closed the session or it expired), then deletes the
+// closeSession first drops every lock the session holds or waits for (at
+// now; if the session expired, a lock it held starts its lock-delay, while
+// a clean close by the client releases like Release), then deletes the
 // session's childless ephemeral nodes, deepest first, then the session and
 // its dedup table. Ephemeral directories that still hold children stay;
 // they go when they become empty. Result.Grants lists the grants made to
 // waiters, except those on nodes this command then deleted.
-func (t *txn) closeSession(id uint64, now int64) Result {
+func (t *txn) closeSession(id uint64, now int64, expired bool) Result {
 	s := t.f.sessions[id]
 	if s == nil {
 		return fail(ErrKindSessionExpired, "session %d", id)
 	}
-	grants := t.granted(t.f.locks.SessionLost(id, now))
+	var gs []locks.Grant
+	if expired {
+		gs = t.f.locks.SessionLost(id, now)
+	} else {
+		gs = t.f.locks.SessionClosed(id, now)
+	}
+	grants := t.granted(gs)
 	for _, path := range deepestFirst(s.ephemerals) {
 		n, ok := t.get(path)
 		if ok && n.Stat.EphemeralOwner == id && n.Stat.Children == 0 {
