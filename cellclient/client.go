@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haspcell/hasp/fsapi"
@@ -30,8 +31,13 @@ type Client struct {
 	contentLimit int
 	leaseTTL     time.Duration
 
-	writeSem chan struct{}
-	seqs     seqTracker
+	writeSem  chan struct{}
+	seqs      seqTracker
+	handleIDs atomic.Uint64
+
+	// sessCtx ends when the session does (Close or expiry).
+	sessCtx    context.Context
+	sessCancel context.CancelFunc
 
 	doneCh    chan struct{} // closed when the session ends (Close or expiry)
 	stopKA    context.CancelFunc
@@ -74,10 +80,12 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		stateCh:  make(chan struct{}),
 		events:   newEventQueue(),
 	}
+	c.sessCtx, c.sessCancel = context.WithCancel(context.Background())
 	sent := c.clock.Now()
 	var resp wire.CreateSessionResponse
 	req := &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: cfg.ClientName, Cell: cfg.Cell}
 	if err := c.do(ctx, wire.MsgCreateSession, req, &resp, false); err != nil {
+		c.sessCancel()
 		c.dropAll()
 		c.events.abandon()
 		return nil, fmt.Errorf("cellclient: create session: %w", err)
@@ -158,6 +166,7 @@ func (c *Client) end(reason error) {
 	c.setStateLocked(lease.Expired)
 	close(c.doneCh)
 	c.mu.Unlock()
+	c.sessCancel()
 	if errors.Is(reason, fsapi.ErrSessionExpired) {
 		c.events.push(SessionEvent{Kind: EventExpired, Err: reason})
 	}
@@ -220,8 +229,11 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 	var lastErr error
 	maybeSent := false
 	timeout := c.cfg.AttemptTimeout
-	if typ == wire.MsgKeepAlive {
+	switch typ {
+	case wire.MsgKeepAlive:
 		timeout = c.leaseTTL + c.cfg.AttemptTimeout
+	case wire.MsgAcquire, wire.MsgLockWait: // the master may hold them lockHold
+		timeout = lockHold + c.cfg.AttemptTimeout
 	}
 	for try := 0; ; try++ {
 		if try > 0 {
@@ -301,7 +313,8 @@ func tryElsewhere(err error) bool {
 func isDomainErr(err error) bool {
 	for _, e := range []error{fsapi.ErrNotExist, fsapi.ErrExist, fsapi.ErrNotEmpty, fsapi.ErrGenerationMismatch,
 		fsapi.ErrTooLarge, fsapi.ErrBadName, fsapi.ErrBadRequest, fsapi.ErrSessionExpired, fsapi.ErrHandleClosed,
-		fsapi.ErrHandleInvalid, fsapi.ErrPermission, fsapi.ErrNotDir, fsapi.ErrIsDir, fsapi.ErrWrongCell} {
+		fsapi.ErrHandleInvalid, fsapi.ErrPermission, fsapi.ErrNotDir, fsapi.ErrIsDir, fsapi.ErrWrongCell,
+		fsapi.ErrHeld, fsapi.ErrLockDelay, fsapi.ErrNotHeld, fsapi.ErrNoWaiter, fsapi.ErrStaleSequencer} {
 		if errors.Is(err, e) {
 			return true
 		}

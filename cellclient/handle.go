@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/wire"
+	"github.com/haspcell/hasp/locks"
 )
 
 // OpenOptions say how to open a node. The zero value opens an existing node.
@@ -20,6 +22,11 @@ type OpenOptions struct {
 	Directory bool
 	// Contents are a created file's initial contents.
 	Contents []byte
+	// LockDelay is how long the node's lock stays unavailable to others if
+	// this handle is lost while holding it (its session expires): nil means
+	// DefaultLockDelay (10 s); 0 to MaxLockDelay (60 s) are allowed, 0
+	// meaning none. Use LockDelay(d) to set it. A Release never starts it.
+	LockDelay *time.Duration
 }
 
 // Open opens the node called name (/ls/CELL/...; "local" for this cell),
@@ -31,6 +38,13 @@ func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Han
 	path, err := c.path(name)
 	if err != nil {
 		return nil, err
+	}
+	lockDelay := DefaultLockDelay
+	if opts.LockDelay != nil {
+		if err := locks.ValidateLockDelay(*opts.LockDelay); err != nil {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		lockDelay = *opts.LockDelay
 	}
 	if len(opts.Contents) > c.contentLimit {
 		return nil, fmt.Errorf("open %s: %w: contents of %d bytes exceed the cell's limit of %d",
@@ -50,7 +64,7 @@ func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Han
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
 	h := &Handle{c: c, name: fsapi.FullName(c.cell, path), ref: wire.NodeRef{Path: path, Instance: resp.Stat.Instance},
-		created: resp.Created}
+		created: resp.Created, id: c.handleIDs.Add(1), lockDelay: lockDelay}
 	h.poisonCtx, h.poison = context.WithCancel(context.Background())
 	return h, nil
 }
@@ -73,14 +87,20 @@ func (c *Client) path(name string) (string, error) {
 type Handle struct {
 	c       *Client
 	name    string
-	ref     wire.NodeRef
+	ref     wire.NodeRef // without the sequencer: see nodeRef
 	created bool
+	// id names the handle to the master as a lock holder (unique within
+	// the session); lockDelay is its lock-delay.
+	id        uint64
+	lockDelay time.Duration
 
 	poisonCtx context.Context // ends at Close and Poison
 	poison    context.CancelFunc
 
-	mu     sync.Mutex // protects following fields
-	closed error
+	mu       sync.Mutex // protects following fields
+	closed   error
+	lk       lockState
+	seqBytes []byte // SetSequencer's sequencer, encoded
 }
 
 // Name is the node's full name.
@@ -92,10 +112,21 @@ func (h *Handle) Created() bool { return h.created }
 // Instance is the node instance this handle belongs to.
 func (h *Handle) Instance() uint64 { return h.ref.Instance }
 
-// Close releases the handle. It never fails; later calls on the handle fail
-// with fsapi.ErrHandleClosed.
+// Close releases the handle, and the lock if the handle holds it (an
+// Acquire in progress is withdrawn). It never fails; later calls on the
+// handle fail with fsapi.ErrHandleClosed.
 func (h *Handle) Close() error {
 	h.shut()
+	h.mu.Lock()
+	held := h.lk.held
+	h.mu.Unlock()
+	if held && h.c.Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), h.c.cfg.AttemptTimeout)
+		defer cancel()
+		if err := h.release(ctx); err != nil {
+			h.c.log.Warn("release at handle close failed; the lock goes when the session ends", "name", h.name, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -139,7 +170,7 @@ func (h *Handle) call(ctx context.Context, what string, op func(context.Context)
 func (h *Handle) GetContentsAndStat(ctx context.Context) ([]byte, fsapi.Stat, error) {
 	var resp wire.GetContentsResponse
 	err := h.call(ctx, "read", func(ctx context.Context) error {
-		return h.c.read(ctx, wire.MsgGetContents, &wire.GetContentsRequest{Header: h.c.header(), NodeRef: h.ref}, &resp)
+		return h.c.read(ctx, wire.MsgGetContents, &wire.GetContentsRequest{Header: h.c.header(), NodeRef: h.nodeRef()}, &resp)
 	})
 	return resp.Data, resp.Stat, err
 }
@@ -148,7 +179,7 @@ func (h *Handle) GetContentsAndStat(ctx context.Context) ([]byte, fsapi.Stat, er
 func (h *Handle) GetStat(ctx context.Context) (fsapi.Stat, error) {
 	var resp wire.GetStatResponse
 	err := h.call(ctx, "stat", func(ctx context.Context) error {
-		return h.c.read(ctx, wire.MsgGetStat, &wire.GetStatRequest{Header: h.c.header(), NodeRef: h.ref}, &resp)
+		return h.c.read(ctx, wire.MsgGetStat, &wire.GetStatRequest{Header: h.c.header(), NodeRef: h.nodeRef()}, &resp)
 	})
 	return resp.Stat, err
 }
@@ -157,7 +188,7 @@ func (h *Handle) GetStat(ctx context.Context) (fsapi.Stat, error) {
 func (h *Handle) ReadDir(ctx context.Context) ([]fsapi.DirEntry, error) {
 	var resp wire.ReadDirResponse
 	err := h.call(ctx, "readdir", func(ctx context.Context) error {
-		return h.c.read(ctx, wire.MsgReadDir, &wire.ReadDirRequest{Header: h.c.header(), NodeRef: h.ref}, &resp)
+		return h.c.read(ctx, wire.MsgReadDir, &wire.ReadDirRequest{Header: h.c.header(), NodeRef: h.nodeRef()}, &resp)
 	})
 	return resp.Entries, err
 }
@@ -174,7 +205,7 @@ func (h *Handle) SetContents(ctx context.Context, data []byte, ifGeneration uint
 	var resp wire.SetContentsResponse
 	err := h.call(ctx, "write", func(ctx context.Context) error {
 		return h.c.write(ctx, wire.MsgSetContents, func(hd wire.Header, w wire.WriteHeader) any {
-			return &wire.SetContentsRequest{Header: hd, WriteHeader: w, NodeRef: h.ref, Data: data, IfGeneration: ifGeneration}
+			return &wire.SetContentsRequest{Header: hd, WriteHeader: w, NodeRef: h.nodeRef(), Data: data, IfGeneration: ifGeneration}
 		}, &resp)
 	})
 	return resp.Stat, err
@@ -185,7 +216,7 @@ func (h *Handle) Delete(ctx context.Context) error {
 	var resp wire.DeleteResponse
 	return h.call(ctx, "delete", func(ctx context.Context) error {
 		return h.c.write(ctx, wire.MsgDelete, func(hd wire.Header, w wire.WriteHeader) any {
-			return &wire.DeleteRequest{Header: hd, WriteHeader: w, NodeRef: h.ref}
+			return &wire.DeleteRequest{Header: hd, WriteHeader: w, NodeRef: h.nodeRef()}
 		}, &resp)
 	})
 }

@@ -28,6 +28,13 @@ func (s *Server) buildHandlers() map[wire.MsgType]handlerFunc {
 		wire.MsgSetContents:   rpc(s, maxCallTime, s.setContents),
 		wire.MsgDelete:        rpc(s, maxCallTime, s.delete),
 		wire.MsgStatus:        rpc(s, maxCallTime, s.status),
+		// A queued Acquire and LockWait are held up to maxLockHold.
+		wire.MsgAcquire:        rpc(s, maxCallTime+maxLockHold, s.acquire),
+		wire.MsgLockWait:       rpc(s, maxCallTime+maxLockHold, s.lockWait),
+		wire.MsgRelease:        rpc(s, maxCallTime, s.release),
+		wire.MsgCancelWait:     rpc(s, maxCallTime, s.cancelWait),
+		wire.MsgCheckSequencer: rpc(s, maxCallTime, s.checkSequencer),
+		wire.MsgGetLock:        rpc(s, maxCallTime, s.getLock),
 	}
 }
 
@@ -168,6 +175,9 @@ func (s *Server) readNode(ctx context.Context, h wire.Header, ref wire.NodeRef) 
 	}
 	n, err := lookup(v, ref)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkRef(ref); err != nil {
 		return nil, nil, err
 	}
 	return v, n, nil
@@ -331,7 +341,8 @@ func (s *Server) setContents(ctx context.Context, req *wire.SetContentsRequest) 
 		return nil, err
 	}
 	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdSetContents, func(m fsm.WriteMeta) any {
-		return &fsm.SetContents{Meta: m, Path: req.Path, Instance: req.Instance, Data: req.Data, IfGeneration: req.IfGeneration}
+		return &fsm.SetContents{Meta: m, Path: req.Path, Instance: req.Instance, Data: req.Data,
+			IfGeneration: req.IfGeneration, Sequencer: req.Sequencer}
 	})
 	if err != nil {
 		return nil, err
@@ -344,7 +355,7 @@ func (s *Server) delete(ctx context.Context, req *wire.DeleteRequest) (*wire.Del
 		return nil, err
 	}
 	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdDelete, func(m fsm.WriteMeta) any {
-		return &fsm.Delete{Meta: m, Path: req.Path, Instance: req.Instance}
+		return &fsm.Delete{Meta: m, Path: req.Path, Instance: req.Instance, Sequencer: req.Sequencer}
 	})
 	return &wire.DeleteResponse{RespHeader: wire.RespHeader{Revision: idx}}, err
 }
@@ -356,6 +367,7 @@ func (s *Server) status(ctx context.Context, _ *wire.StatusRequest) (*wire.Statu
 		Term: s.raft.CurrentTerm(), LastIndex: s.raft.LastIndex(), CommitIndex: s.raft.CommitIndex(),
 		AppliedIndex: s.raft.AppliedIndex(), LeaderID: string(leaderID), LeaderAddr: string(leaderAddr),
 		Sessions: len(s.fsm.Sessions()), Nodes: s.fsm.View().NodeCount(),
+		LockWakeups: s.lockw.wakeups.Load(),
 	}
 	if ls := s.leading.Load(); ls != nil {
 		resp.LeaseRemainingMillis = ls.lease.remaining(ls.term, s.clock.Now()).Milliseconds()

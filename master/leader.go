@@ -109,6 +109,12 @@ func (s *Server) lead(ctx context.Context) {
 		s.renewLease(ctx, ls)
 	}()
 	defer func() { <-renewDone }()
+	tickDone := make(chan struct{})
+	go func() {
+		defer close(tickDone)
+		s.lockTicker(ctx)
+	}()
+	defer func() { <-tickDone }()
 
 	tick := time.NewTicker(expiryScan)
 	defer tick.Stop()

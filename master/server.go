@@ -39,6 +39,7 @@ type Server struct {
 	leases       *leaseTable
 	verifier     *verifier
 	handlerTable map[wire.MsgType]handlerFunc
+	lockw        *lockWaiters
 
 	// leading is the master state this replica runs while it leads; nil
 	// otherwise. Read on every call, replaced by the leader loop.
@@ -96,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.clock = cfg.Clock
 	s.leases = newLeaseTable(cfg.SessionLease)
+	s.lockw = newLockWaiters()
 	s.handlerTable = s.buildHandlers()
 	if err := s.openReplica(); err != nil {
 		s.shutdown(false)
@@ -123,6 +125,7 @@ func (s *Server) openReplica() error {
 		return fmt.Errorf("master: open snapshot store: %w", err)
 	}
 	s.fsm = fsm.New(fsm.Config{ContentLimit: s.cfg.ContentLimit})
+	s.fsm.SetLockNotify(s.lockw.notify)
 	return s.startRaft(snaps)
 }
 
@@ -330,3 +333,7 @@ func (s *Server) FSM() *fsm.FSM { return s.fsm }
 
 // IsMaster reports whether this replica currently acts as master.
 func (s *Server) IsMaster() bool { return s.leading.Load() != nil }
+
+// LockWakeups counts the waiting lock calls this replica has woken because
+// their request was granted or dropped (see StatusResponse.LockWakeups).
+func (s *Server) LockWakeups() uint64 { return s.lockw.wakeups.Load() }

@@ -65,6 +65,18 @@ func requests() []message {
 		{"Delete", wire.MsgDelete, &wire.DeleteRequest{Header: hdr, WriteHeader: whdr, NodeRef: wire.NodeRef{Path: "/f", Instance: 3}},
 			func() any { return new(wire.DeleteRequest) }},
 		{"Status", wire.MsgStatus, &wire.StatusRequest{}, func() any { return new(wire.StatusRequest) }},
+		{"Acquire", wire.MsgAcquire, &wire.AcquireRequest{Header: hdr, WriteHeader: whdr, NodeRef: wire.NodeRef{Path: "/l", Instance: 3},
+			Handle: 7, Mode: 1, LockDelayMillis: 10000, Wait: true, HoldMillis: 4000}, func() any { return new(wire.AcquireRequest) }},
+		{"LockWait", wire.MsgLockWait, &wire.LockWaitRequest{Header: hdr, NodeRef: wire.NodeRef{Path: "/l", Instance: 3}, Handle: 7,
+			Waiter: 12, HoldMillis: 4000}, func() any { return new(wire.LockWaitRequest) }},
+		{"Release", wire.MsgRelease, &wire.ReleaseRequest{Header: hdr, WriteHeader: whdr, NodeRef: wire.NodeRef{Path: "/l", Instance: 3,
+			Sequencer: []byte{1, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 9, '/', 'l'}}, Handle: 7},
+			func() any { return new(wire.ReleaseRequest) }},
+		{"CancelWait", wire.MsgCancelWait, &wire.CancelWaitRequest{Header: hdr, WriteHeader: whdr, Path: "/l", Waiter: 12},
+			func() any { return new(wire.CancelWaitRequest) }},
+		{"CheckSequencer", wire.MsgCheckSequencer, &wire.CheckSequencerRequest{Header: hdr, Sequencer: []byte("\x01\x01")},
+			func() any { return new(wire.CheckSequencerRequest) }},
+		{"GetLock", wire.MsgGetLock, &wire.GetLockRequest{Header: hdr, NodeRef: wire.NodeRef{Path: "/l"}}, func() any { return new(wire.GetLockRequest) }},
 	}
 }
 
@@ -92,6 +104,19 @@ func responses() []message {
 			Term: 4, LastIndex: 100, CommitIndex: 99, AppliedIndex: 98, LeaderID: "r1", LeaderAddr: "127.0.0.1:1", Sessions: 3, Nodes: 10,
 			Servers: []wire.Server{{ID: "r1", Address: "127.0.0.1:1", Voter: true}, {ID: "r2", Address: "127.0.0.1:2"}}},
 			func() any { return new(wire.StatusResponse) }},
+		{"Acquire", wire.MsgAcquire, &wire.AcquireResponse{RespHeader: rhdr, Granted: true, Generation: 9, Mode: 1, Stat: fullStat},
+			func() any { return new(wire.AcquireResponse) }},
+		{"AcquireHeld", wire.MsgAcquire, &wire.AcquireResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeHeld,
+			Message: "fsapi: lock is held: /l is held exclusive by s1/h2"}}}, func() any { return new(wire.AcquireResponse) }},
+		{"LockWait", wire.MsgLockWait, &wire.AcquireResponse{RespHeader: rhdr, Waiter: 12}, func() any { return new(wire.AcquireResponse) }},
+		{"Release", wire.MsgRelease, &wire.ReleaseResponse{RespHeader: rhdr}, func() any { return new(wire.ReleaseResponse) }},
+		{"CancelWait", wire.MsgCancelWait, &wire.CancelWaitResponse{RespHeader: rhdr}, func() any { return new(wire.CancelWaitResponse) }},
+		{"CheckSequencer", wire.MsgCheckSequencer, &wire.CheckSequencerResponse{RespHeader: wire.RespHeader{Err: &wire.Error{
+			Code: wire.CodeStaleSequencer, Message: "stale"}}}, func() any { return new(wire.CheckSequencerResponse) }},
+		{"GetLock", wire.MsgGetLock, &wire.GetLockResponse{RespHeader: rhdr, Stat: fullStat, Mode: 2, Generation: 4, DelayUntilMillis: 1,
+			Holders: []wire.LockOwner{{Session: 1, Handle: 2, Mode: 2}, {Session: 3, Handle: 1, Mode: 2, Waiter: 5}},
+			Waiters: []wire.LockOwner{{Session: 9, Handle: 1, Mode: 1, Waiter: 6}}, WaiterCount: 1},
+			func() any { return new(wire.GetLockResponse) }},
 		{"Error", wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeWrongEpoch,
 			Message: "fsapi: wrong epoch; master epoch is 9", Epoch: 9}, Epoch: 9}}, func() any { return new(wire.ErrorResponse) }},
 	}
@@ -451,7 +476,8 @@ func TestMsgTypeString(t *testing.T) {
 func TestProtocolNumbersFrozen(t *testing.T) {
 	types := map[wire.MsgType]byte{wire.MsgCreateSession: 1, wire.MsgKeepAlive: 2, wire.MsgCloseSession: 3, wire.MsgOpen: 4,
 		wire.MsgGetContents: 5, wire.MsgGetStat: 6, wire.MsgReadDir: 7, wire.MsgSetContents: 8, wire.MsgDelete: 9,
-		wire.MsgStatus: 10, wire.MsgError: 255}
+		wire.MsgStatus: 10, wire.MsgAcquire: 11, wire.MsgLockWait: 12, wire.MsgRelease: 13, wire.MsgCancelWait: 14,
+		wire.MsgCheckSequencer: 15, wire.MsgGetLock: 16, wire.MsgError: 255}
 	for typ, want := range types {
 		if byte(typ) != want {
 			t.Errorf("%v = %d, want %d", typ, typ, want)

@@ -21,6 +21,13 @@ const (
 	MsgSetContents   MsgType = 8
 	MsgDelete        MsgType = 9
 	MsgStatus        MsgType = 10
+	// Locks (DESIGN.md §7).
+	MsgAcquire        MsgType = 11
+	MsgLockWait       MsgType = 12
+	MsgRelease        MsgType = 13
+	MsgCancelWait     MsgType = 14
+	MsgCheckSequencer MsgType = 15
+	MsgGetLock        MsgType = 16
 	// MsgError answers a frame the replica could not decode at all.
 	MsgError MsgType = 255
 )
@@ -29,6 +36,8 @@ var msgNames = map[MsgType]string{
 	MsgCreateSession: "CreateSession", MsgKeepAlive: "KeepAlive", MsgCloseSession: "CloseSession",
 	MsgOpen: "Open", MsgGetContents: "GetContents", MsgGetStat: "GetStat", MsgReadDir: "ReadDir",
 	MsgSetContents: "SetContents", MsgDelete: "Delete", MsgStatus: "Status", MsgError: "Error",
+	MsgAcquire: "Acquire", MsgLockWait: "LockWait", MsgRelease: "Release", MsgCancelWait: "CancelWait",
+	MsgCheckSequencer: "CheckSequencer", MsgGetLock: "GetLock",
 }
 
 func (t MsgType) String() string {
@@ -128,9 +137,13 @@ type OpenResponse struct {
 }
 
 // NodeRef names one instance of a node. Instance 0 matches any instance.
+// Sequencer, when set (the bytes of a lock sequencer the handle was given
+// with SetSequencer), must still be current or the call fails with
+// CodeStaleSequencer; a write checks it atomically with its application.
 type NodeRef struct {
-	Path     string
-	Instance uint64
+	Path      string
+	Instance  uint64
+	Sequencer []byte `codec:",omitempty"`
 }
 
 // GetContentsRequest reads a file's contents and metadata.
@@ -199,6 +212,118 @@ type DeleteResponse struct {
 	RespHeader
 }
 
+// AcquireRequest asks for the lock on a node for one handle of the session
+// (Handle is any id the client picks, unique among its handles). It is a
+// write. Mode is 1 (exclusive) or 2 (shared). LockDelayMillis is the
+// handle's lock-delay (0 to 60000; 0 is none). Without Wait a lock that
+// cannot be granted at once fails with CodeHeld or CodeLockDelay; with it
+// the request queues and the master may hold the call up to HoldMillis
+// for the grant (then continue with LockWait).
+type AcquireRequest struct {
+	Header
+	WriteHeader
+	NodeRef
+	Handle          uint64
+	Mode            uint8
+	LockDelayMillis int64
+	Wait            bool
+	HoldMillis      int64
+}
+
+// AcquireResponse says whether the lock is held (Granted, at Generation)
+// or still queued as Waiter. It answers Acquire and LockWait.
+type AcquireResponse struct {
+	RespHeader
+	Granted    bool
+	Generation uint64
+	Mode       uint8
+	Waiter     uint64
+	Stat       fsapi.Stat
+}
+
+// LockWaitRequest waits for queued request Waiter (of Handle on the node)
+// to be granted, up to HoldMillis. It is a read: no Raft write. The answer
+// is Granted, still waiting, or CodeNoWaiter (withdrawn: cancelled, or
+// dropped with its node) / CodeHandleInvalid.
+type LockWaitRequest struct {
+	Header
+	NodeRef
+	Handle     uint64
+	Waiter     uint64
+	HoldMillis int64
+}
+
+// ReleaseRequest releases the handle's hold on the node's lock (a write).
+// It never starts a lock-delay.
+type ReleaseRequest struct {
+	Header
+	WriteHeader
+	NodeRef
+	Handle uint64
+}
+
+// ReleaseResponse answers Release.
+type ReleaseResponse struct {
+	RespHeader
+}
+
+// CancelWaitRequest withdraws queued request Waiter on Path (a write); if
+// it was granted meanwhile, the lock is released.
+type CancelWaitRequest struct {
+	Header
+	WriteHeader
+	Path   string
+	Waiter uint64
+}
+
+// CancelWaitResponse answers CancelWait.
+type CancelWaitResponse struct {
+	RespHeader
+}
+
+// CheckSequencerRequest asks whether a sequencer is still current.
+type CheckSequencerRequest struct {
+	Header
+	Sequencer []byte
+}
+
+// CheckSequencerResponse is empty on success; CodeStaleSequencer says the
+// sequencer is stale and why.
+type CheckSequencerResponse struct {
+	RespHeader
+}
+
+// GetLockRequest reads a node's lock state.
+type GetLockRequest struct {
+	Header
+	NodeRef
+}
+
+// GetLockResponse describes a node's lock. Waiters lists at most
+// MaxLockWaitersListed queued requests, from the head; WaiterCount is the
+// total.
+type GetLockResponse struct {
+	RespHeader
+	Stat             fsapi.Stat
+	Mode             uint8 // 0: free
+	Generation       uint64
+	DelayUntilMillis int64 // end of a lock-delay (Unix ms), 0 if none
+	Holders          []LockOwner
+	Waiters          []LockOwner
+	WaiterCount      int
+}
+
+// MaxLockWaitersListed bounds GetLockResponse.Waiters.
+const MaxLockWaitersListed = 100
+
+// LockOwner is one holder or queued request of a lock.
+type LockOwner struct {
+	Session uint64
+	Handle  uint64
+	Mode    uint8
+	Waiter  uint64 `codec:",omitempty"`
+}
+
 // StatusRequest asks one replica about itself. It needs no session and may be
 // sent to any replica.
 type StatusRequest struct{}
@@ -224,7 +349,10 @@ type StatusResponse struct {
 	// LeaseRemainingMillis is, on the master, how long its master lease
 	// still holds (0: reads take the ReadIndex path).
 	LeaseRemainingMillis int64
-	Servers              []Server // the Raft configuration this replica knows
+	// LockWakeups counts the waiting lock calls this replica woke because
+	// their request was granted (or dropped): one per grant, never a herd.
+	LockWakeups uint64
+	Servers     []Server // the Raft configuration this replica knows
 }
 
 // Server is one member of the Raft configuration.
