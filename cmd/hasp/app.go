@@ -71,6 +71,13 @@ func (a *app) exitCode(cmd *cobra.Command, err error) int {
 	if err == nil {
 		return 0
 	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(a.stderr, ee.msg)
+		}
+		return ee.code
+	}
 	var oe *opError
 	if errors.As(err, &oe) {
 		fmt.Fprintf(a.stderr, "hasp: %s\n", oneLine(err))
@@ -97,7 +104,8 @@ func (a *app) rootCmd() *cobra.Command {
 		Long: "hasp talks to a hasp cell: it lists, reads and writes nodes, reports the replicas'\n" +
 			"state and generates load. Names are full: /ls/CELL/a/b, or /ls/local/a/b for the\n" +
 			"cell hasp is connected to.\n\n" +
-			"Exit status: 0 success, 1 the operation failed, 2 usage error.",
+			"Exit status: 0 success, 1 the operation failed, 2 usage error; lock and elect\n" +
+			"exit with the command's status, or 3 if the lock was lost while it ran.",
 		SilenceErrors:     true,
 		SilenceUsage:      true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
@@ -111,7 +119,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.BoolVar(&a.json, "json", false, "print one JSON object per result per line")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "give up after this long (bench: per operation)")
 	root.AddCommand(a.lsCmd(), a.statCmd(), a.catCmd(), a.mkdirCmd(), a.rmCmd(), a.putCmd(),
-		a.statusCmd(), a.benchCmd())
+		a.statusCmd(), a.benchCmd(), a.lockCmd(), a.electCmd(), a.leaderCmd())
 	return root
 }
 
@@ -124,7 +132,8 @@ func (a *app) action(fn func(ctx context.Context, args []string) error) func(*co
 		}
 		err := fn(cmd.Context(), args)
 		var ue *usageError
-		if err == nil || errors.As(err, &ue) {
+		var ee *exitError
+		if err == nil || errors.As(err, &ue) || errors.As(err, &ee) {
 			return err
 		}
 		return &opError{err}

@@ -4,8 +4,11 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
 )
 
@@ -104,4 +107,71 @@ func writeEntries(w io.Writer, ents []fsapi.DirEntry, long bool) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", kind(e.Stat), e.Stat.Size, e.Stat.ContentGeneration, owner(e.Stat), e.Name)
 	}
 	return tw.Flush()
+}
+
+// statJSON is stat's --json output: the metadata and the lock's state.
+type statJSON struct {
+	nodeJSON
+	Lock lockJSON `json:"lock"`
+}
+
+// lockJSON is a node's lock state.
+type lockJSON struct {
+	Mode       string      `json:"mode"` // free, exclusive or shared
+	Generation uint64      `json:"generation"`
+	DelayUntil *time.Time  `json:"delay_until,omitempty"`
+	Holders    []ownerJSON `json:"holders"`
+	Waiters    []ownerJSON `json:"waiters"`
+	// WaiterCount counts every queued request; Waiters lists the first 100.
+	WaiterCount int `json:"waiter_count"`
+}
+
+type ownerJSON struct {
+	Session uint64 `json:"session"`
+	Handle  uint64 `json:"handle"`
+	Mode    string `json:"mode"`
+}
+
+func newLockJSON(li cellclient.LockInfo) lockJSON {
+	j := lockJSON{Mode: li.Mode.String(), Generation: li.Generation, WaiterCount: li.WaiterCount,
+		Holders: []ownerJSON{}, Waiters: []ownerJSON{}}
+	if !li.DelayUntil.IsZero() {
+		d := li.DelayUntil.UTC()
+		j.DelayUntil = &d
+	}
+	for _, o := range li.Holders {
+		j.Holders = append(j.Holders, ownerJSON{o.Session, o.Handle, o.Mode.String()})
+	}
+	for _, o := range li.Waiters {
+		j.Waiters = append(j.Waiters, ownerJSON{o.Session, o.Handle, o.Mode.String()})
+	}
+	return j
+}
+
+// writeLock prints a node's lock state after writeStat's lines.
+func writeLock(w io.Writer, li cellclient.LockInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "lock:\t%v\n", li.Mode)
+	if len(li.Holders) > 0 {
+		fmt.Fprintf(tw, "lock holders:\t%s\n", owners(li.Holders, len(li.Holders)))
+	}
+	if li.WaiterCount > 0 {
+		fmt.Fprintf(tw, "lock waiters:\t%d: %s\n", li.WaiterCount, owners(li.Waiters, li.WaiterCount))
+	}
+	if !li.DelayUntil.IsZero() {
+		fmt.Fprintf(tw, "lock-delay until:\t%s\n", li.DelayUntil.UTC().Format(time.RFC3339Nano))
+	}
+	return tw.Flush()
+}
+
+// owners lists holders or waiters as "session 5 (handle 1, shared), ...".
+func owners(os []cellclient.LockOwner, total int) string {
+	var parts []string
+	for _, o := range os {
+		parts = append(parts, fmt.Sprintf("session %d (handle %d, %v)", o.Session, o.Handle, o.Mode))
+	}
+	if more := total - len(os); more > 0 {
+		parts = append(parts, fmt.Sprintf("and %d more", more))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -84,10 +84,17 @@ func (a *app) stat(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if a.json {
-			return a.emit(newNodeJSON(h.Name(), st))
+		li, err := h.GetLock(ctx)
+		if err != nil {
+			return err
 		}
-		return writeStat(a.stdout, h.Name(), st)
+		if a.json {
+			return a.emit(statJSON{newNodeJSON(h.Name(), st), newLockJSON(li)})
+		}
+		if err := writeStat(a.stdout, h.Name(), st); err != nil {
+			return err
+		}
+		return writeLock(a.stdout, li)
 	})
 }
 
