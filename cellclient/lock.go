@@ -131,13 +131,13 @@ func (h *Handle) runAcquire(ctx context.Context, mode locks.Mode, wait bool) (ui
 		return 0, 0, ctx.Err()
 	}
 	seq := c.seqs.begin()
+	// HoldMillis 0: the master answers the write at once (granted, or
+	// queued with a waiter id) and the wait is done with LockWait reads. A
+	// write held open would keep its sequence number outstanding, and the
+	// session's reply table could not be pruned past it for the whole wait.
 	build := func(hd wire.Header, w wire.WriteHeader) any {
-		hold := int64(0)
-		if wait {
-			hold = lockHold.Milliseconds()
-		}
 		return &wire.AcquireRequest{Header: hd, WriteHeader: w, NodeRef: h.ref, Handle: h.id, Mode: uint8(mode),
-			LockDelayMillis: h.lockDelay.Milliseconds(), Wait: wait, HoldMillis: hold}
+			LockDelayMillis: h.lockDelay.Milliseconds(), Wait: wait}
 	}
 	var resp wire.AcquireResponse
 	err := c.doWrite(ctx, wire.MsgAcquire, seq, build, &resp)
@@ -147,7 +147,10 @@ func (h *Handle) runAcquire(ctx context.Context, mode locks.Mode, wait bool) (ui
 		c.seqs.end(seq)
 		return resp.Generation, locks.Mode(resp.Mode), nil
 	case err == nil:
-		// Queued: wait below.
+		// Queued: wait below. The write is answered, so its sequence
+		// number is done with (holding it open would stop the session's
+		// reply table from being pruned for as long as the wait lasts).
+		c.seqs.end(seq)
 	case ctx.Err() != nil:
 		// The request may or may not have reached the cell.
 		h.abandon(seq, build, 0)
@@ -163,15 +166,13 @@ func (h *Handle) runAcquire(ctx context.Context, mode locks.Mode, wait bool) (ui
 			Handle: h.id, Waiter: waiter, HoldMillis: lockHold.Milliseconds()}, &wr)
 		switch {
 		case err == nil && wr.Granted:
-			c.seqs.end(seq)
 			return wr.Generation, locks.Mode(wr.Mode), nil
 		case err == nil:
 			continue
 		case ctx.Err() != nil:
-			h.abandon(seq, build, waiter)
+			h.abandon(0, nil, waiter)
 			return 0, 0, err
 		default:
-			c.seqs.end(seq)
 			return 0, 0, err
 		}
 	}
@@ -179,9 +180,9 @@ func (h *Handle) runAcquire(ctx context.Context, mode locks.Mode, wait bool) (ui
 
 // abandon withdraws an Acquire whose caller gave up, in the background:
 //
-//  1. If the request's waiter id is unknown, re-send the same Acquire
-//     (same sequence number, so it is applied at most once) to learn how it
-//     stands; this may queue it now.
+//  1. If the request's waiter id is unknown (waiter 0), re-send the same
+//     Acquire (build, under its still-open sequence number seq, so it is
+//     applied at most once) to learn how it stands; this may queue it now.
 //  2. Granted at once: release. Queued (or granted since): CancelWait,
 //     which releases a grant that crossed the cancellation.
 //
@@ -195,7 +196,9 @@ func (h *Handle) abandon(seq uint64, build func(wire.Header, wire.WriteHeader) a
 	h.mu.Unlock()
 	go func() {
 		defer func() {
-			c.seqs.end(seq)
+			if seq != 0 {
+				c.seqs.end(seq)
+			}
 			h.mu.Lock()
 			h.lk.cleanup = nil
 			h.mu.Unlock()
@@ -224,11 +227,7 @@ func (h *Handle) withdraw(ctx context.Context, seq uint64, build func(wire.Heade
 	defer cancel()
 	if waiter == 0 {
 		var resp wire.AcquireResponse
-		err := c.doWrite(ctx, wire.MsgAcquire, seq, func(hd wire.Header, w wire.WriteHeader) any {
-			req := build(hd, w).(*wire.AcquireRequest)
-			req.HoldMillis = 0
-			return req
-		}, &resp)
+		err := c.doWrite(ctx, wire.MsgAcquire, seq, build, &resp)
 		switch {
 		case err != nil:
 			return err

@@ -223,3 +223,33 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A long wait for a lock must not pin the session's write numbering: the
+// client goes on writing (more than the replica keeps unacknowledged
+// answers for) while one of its handles waits.
+func TestLockWaitDoesNotPinWrites(t *testing.T) {
+	cell := mastertest.New(t, mastertest.Options{N: 3})
+	a, b := dialCell(t, cell), dialCell(t, cell)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	ha := openLock(t, ctx, a, "/ls/local/l", nil)
+	hb := openLock(t, ctx, b, "/ls/local/l", nil)
+	if err := ha.Acquire(ctx, cellclient.Exclusive); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- hb.Acquire(ctx, cellclient.Exclusive) }()
+	waitFor(t, func() bool { i, _ := ha.GetLock(ctx); return i.WaiterCount == 1 })
+	f := openLock(t, ctx, b, "/ls/local/data", nil)
+	for i := range 4200 { // fsm.MaxUnacked is 4096
+		if _, err := f.SetContents(ctx, []byte{byte(i)}, fsapi.AnyGeneration); err != nil {
+			t.Fatalf("write %d while a lock request waits: %v", i, err)
+		}
+	}
+	if err := ha.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
