@@ -265,7 +265,7 @@ func (s *Server) getLock(ctx context.Context, req *wire.GetLockRequest) (*wire.G
 	l, _ := s.fsm.LockState(req.Path)
 	resp := &wire.GetLockResponse{RespHeader: wire.RespHeader{Revision: v.Revision()}, Stat: n.Stat,
 		Mode: uint8(l.Mode), Generation: l.Generation, WaiterCount: len(l.Waiters)}
-	if l.DelayUntil > 0 && !l.Held() {
+	if !l.Held() && l.DelayUntil > time.Now().UnixNano() { // a running lock-delay only
 		resp.DelayUntilMillis = time.Unix(0, l.DelayUntil).UnixMilli()
 	}
 	for _, h := range l.Holders {

@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"github.com/haspcell/hasp/locks"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -82,6 +83,10 @@ func corpusSeeds() map[string][]any {
 		"release":        {&Release{Meta: m(s1, 7, 0), Path: "/p/f", Handle: 1}},
 		"cancel-wait":    {&CancelWait{Meta: m(s2, 3, 0), Path: "/p/f", Waiter: 1}},
 		"lock-tick":      {&LockTick{Time: 1 << 40}},
+		"set-fenced": {&SetContents{Meta: m(s1, 8, 0), Path: "/p/f", Data: []byte("f"),
+			Sequencer: locks.Sequencer{Path: "/p/f", Instance: 4, Mode: locks.Exclusive, Generation: 1}.Encode()}},
+		"delete-fenced": {&Delete{Meta: m(s1, 9, 0), Path: "/p/g",
+			Sequencer: locks.Sequencer{Path: "/p/f", Instance: 4, Mode: locks.Exclusive, Generation: 1}.Encode()}},
 	}
 }
 
