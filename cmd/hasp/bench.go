@@ -55,6 +55,7 @@ func (a *app) benchCmd() *cobra.Command {
 	pf.IntVar(&o.size, "size", 100, "file size in bytes")
 	pf.StringVar(&o.sessions, "sessions", "per-client", "per-client (a client each) or shared (one client)")
 	cmd.AddCommand(a.benchFailoverCmd())
+	cmd.AddCommand(a.benchLockCmd(o))
 	for _, w := range []string{"write", "read"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   w,
