@@ -106,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// logCacheEntries is how many recent Raft entries are kept in memory.
+const logCacheEntries = 128
+
 func (s *Server) openReplica() error {
 	if err := s.listen(); err != nil {
 		return err
@@ -189,7 +192,15 @@ func (s *Server) startRaft(snaps raft.SnapshotStore) error {
 		}
 		s.log.Info("bootstrapped a new cell", "servers", len(cfg.Servers))
 	}
-	r, err := raft.NewRaft(rc, s.fsm, s.store, s.store, snaps, s.trans)
+	// Recent entries are read back to replicate them: serve those from
+	// memory instead of badger (a profile showed 7–8% of the master's CPU
+	// there). 128 entries bound the cache at 32 MiB even at the largest
+	// contents; typical entries are well under 1 KiB.
+	logs, err := raft.NewLogCache(logCacheEntries, s.store)
+	if err != nil {
+		return fmt.Errorf("master: log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, s.store, snaps, s.trans)
 	if err != nil {
 		return fmt.Errorf("master: start raft: %w", err)
 	}
