@@ -472,7 +472,7 @@ func TestProcessBadInput(t *testing.T) {
 		runCase(t, "unknown-type", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
 				rc := dialRaw(t, addr)
-				for _, typ := range []wire.MsgType{0, 11, 77, 254, wire.MsgError} {
+				for _, typ := range []wire.MsgType{0, 77, 200, 254, wire.MsgError} {
 					rtyp, body, err := rc.call(frame(t, typ, &wire.StatusRequest{}), false, 10*time.Second)
 					expectErrorFrame(t, fmt.Sprintf("type %d", typ), rtyp, body, err, wire.MsgError, wire.CodeBadRequest)
 					if err == nil && rtyp != wire.MsgError {
