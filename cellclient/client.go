@@ -46,6 +46,9 @@ type Client struct {
 
 	clock  lease.Clock
 	events *eventQueue
+	cache  *clientCache // nil when caching is off
+	// leaseEndNanos mirrors leaseEnd for the cache's lock-free check.
+	leaseEndNanos atomic.Int64
 
 	mu         sync.Mutex // protects following fields
 	cur        *conn      // connection to the replica believed to be master
@@ -81,9 +84,17 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		events:   newEventQueue(),
 	}
 	c.sessCtx, c.sessCancel = context.WithCancel(context.Background())
+	if !cfg.DisableCache {
+		cc, err := newClientCache(cfg.CacheBytes)
+		if err != nil {
+			return nil, fmt.Errorf("cellclient: invalid config: cache: %w", err)
+		}
+		c.cache = cc
+	}
 	sent := c.clock.Now()
 	var resp wire.CreateSessionResponse
-	req := &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: cfg.ClientName, Cell: cfg.Cell}
+	req := &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: cfg.ClientName, Cell: cfg.Cell,
+		Caching: c.cache != nil}
 	if err := c.do(ctx, wire.MsgCreateSession, req, &resp, false); err != nil {
 		c.sessCancel()
 		c.dropAll()
@@ -93,6 +104,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	c.session, c.cell, c.contentLimit = resp.Session, resp.Cell, resp.ContentLimit
 	c.leaseTTL = time.Duration(resp.LeaseMillis) * time.Millisecond
 	c.leaseEnd = lease.ClientEnd(sent, 0, c.leaseTTL, lease.DefaultEpsilon)
+	c.leaseEndNanos.Store(c.leaseEnd.UnixNano())
 	kaCtx, cancel := context.WithCancel(context.Background())
 	c.stopKA = cancel
 	go c.keepAliveLoop(kaCtx)
@@ -408,6 +420,10 @@ func (c *Client) answered(cn *conn, epoch uint64) {
 	}
 	c.lastMaster = cn.addr
 	c.mu.Unlock()
+	if epoch > old {
+		// Invalidations from the old master may have been lost.
+		c.cache.newEpoch(old, epoch)
+	}
 	if old != 0 && epoch > old {
 		c.events.push(SessionEvent{Kind: EventMasterFailover, Epoch: epoch})
 	}

@@ -32,6 +32,11 @@ type Config struct {
 	// Clock is the time source of the local session lease (default: the
 	// system clock). Tests replace it to skew the client's clock.
 	Clock lease.Clock
+	// DisableCache turns the consistent client cache off: every read goes
+	// to the master.
+	DisableCache bool
+	// CacheBytes bounds the cache's memory (default 64 MiB).
+	CacheBytes int64
 }
 
 func (c *Config) setDefaults() {

@@ -135,7 +135,7 @@ func newWorkload(t *testing.T, seed uint64, addrs []string) *workload {
 
 func (w *workload) dial(t testing.TB, ctx context.Context, addrs []string) *cellclient.Client {
 	t.Helper()
-	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: addrs, AttemptTimeout: w.attemptTimeout, ClientName: t.Name()})
+	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: addrs, AttemptTimeout: w.attemptTimeout, ClientName: t.Name(), DisableCache: os.Getenv("HASP_NOCACHE") != ""})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -422,7 +422,7 @@ func (s *clientSlot) get() (*cellclient.Client, []*cellclient.Handle, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: s.w.addrs, AttemptTimeout: s.attemptTimeout, ClientName: s.w.t.Name()})
+	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: s.w.addrs, AttemptTimeout: s.attemptTimeout, ClientName: s.w.t.Name(), DisableCache: os.Getenv("HASP_NOCACHE") != ""})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package cellclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -52,8 +53,22 @@ func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Han
 	}
 	var resp wire.OpenResponse
 	if opts.Create == fsapi.CreateNo {
-		req := &wire.OpenRequest{Header: c.header(), Path: path}
-		err = c.read(ctx, wire.MsgOpen, req, &resp)
+		if st, ok := c.cachedStat(path); ok {
+			resp.Stat = st // a repeated Open costs no RPC
+		} else if c.cachedAbsent(path) {
+			return nil, fmt.Errorf("open %s: %w: %s (cached)", name, fsapi.ErrNotExist, path)
+		} else {
+			req := &wire.OpenRequest{Header: c.header(), Path: path}
+			tok := c.cache.token()
+			err = c.read(ctx, wire.MsgOpen, req, &resp)
+			c.cache.put(tok, resp.Header(), func(rev uint64) {
+				if err == nil {
+					c.cache.c.PutStat(path, rev, resp.Stat)
+				} else if errors.Is(err, fsapi.ErrNotExist) {
+					c.cache.c.PutAbsent(path, rev)
+				}
+			})
+		}
 	} else {
 		err = c.write(ctx, wire.MsgOpen, func(h wire.Header, w wire.WriteHeader) any {
 			return &wire.OpenRequest{Header: h, WriteHeader: w, Path: path, Create: opts.Create,
@@ -167,30 +182,81 @@ func (h *Handle) call(ctx context.Context, what string, op func(context.Context)
 }
 
 // GetContentsAndStat reads the file's whole contents and its metadata.
+// The returned slice must not be modified (it may be shared with the
+// cache).
 func (h *Handle) GetContentsAndStat(ctx context.Context) ([]byte, fsapi.Stat, error) {
 	var resp wire.GetContentsResponse
 	err := h.call(ctx, "read", func(ctx context.Context) error {
-		return h.c.read(ctx, wire.MsgGetContents, &wire.GetContentsRequest{Header: h.c.header(), NodeRef: h.nodeRef()}, &resp)
+		ref := h.nodeRef()
+		if h.cacheable(ref) && h.c.cacheUsable() {
+			if data, st, _, ok := h.c.cache.c.GetContents(ref.Path); ok && st.Instance == ref.Instance {
+				resp.Data, resp.Stat = data, st
+				return nil
+			}
+		}
+		tok := h.c.cache.token()
+		err := h.c.read(ctx, wire.MsgGetContents, &wire.GetContentsRequest{Header: h.c.header(), NodeRef: ref}, &resp)
+		if err == nil && h.cacheable(ref) {
+			h.c.cache.put(tok, resp.Header(), func(rev uint64) { h.c.cache.c.PutContents(ref.Path, rev, resp.Data, resp.Stat) })
+		}
+		return err
 	})
 	return resp.Data, resp.Stat, err
 }
 
-// GetStat reads the node's metadata.
+// GetStat reads the node's metadata. The LockGeneration of a stat served
+// from the cache may lag: lock changes do not invalidate caches (use
+// GetLock or a sequencer for lock state).
 func (h *Handle) GetStat(ctx context.Context) (fsapi.Stat, error) {
 	var resp wire.GetStatResponse
 	err := h.call(ctx, "stat", func(ctx context.Context) error {
-		return h.c.read(ctx, wire.MsgGetStat, &wire.GetStatRequest{Header: h.c.header(), NodeRef: h.nodeRef()}, &resp)
+		ref := h.nodeRef()
+		if h.cacheable(ref) && h.c.cacheUsable() {
+			if st, _, ok := h.c.cache.c.GetStat(ref.Path); ok && st.Instance == ref.Instance {
+				resp.Stat = st
+				return nil
+			}
+		}
+		tok := h.c.cache.token()
+		err := h.c.read(ctx, wire.MsgGetStat, &wire.GetStatRequest{Header: h.c.header(), NodeRef: ref}, &resp)
+		if err == nil && h.cacheable(ref) {
+			h.c.cache.put(tok, resp.Header(), func(rev uint64) { h.c.cache.c.PutStat(ref.Path, rev, resp.Stat) })
+		}
+		return err
 	})
 	return resp.Stat, err
 }
 
-// ReadDir lists a directory's children, sorted by name.
+// ReadDir lists a directory's children, sorted by name. The slice must
+// not be modified (it may be shared with the cache).
 func (h *Handle) ReadDir(ctx context.Context) ([]fsapi.DirEntry, error) {
 	var resp wire.ReadDirResponse
 	err := h.call(ctx, "readdir", func(ctx context.Context) error {
-		return h.c.read(ctx, wire.MsgReadDir, &wire.ReadDirRequest{Header: h.c.header(), NodeRef: h.nodeRef()}, &resp)
+		ref := h.nodeRef()
+		if h.cacheable(ref) && h.c.cacheUsable() {
+			// A listing is this handle's only if the directory is still
+			// the handle's instance.
+			if st, _, ok := h.c.cache.c.GetStat(ref.Path); ok && st.Instance == ref.Instance {
+				if ents, _, ok := h.c.cache.c.GetDir(ref.Path); ok {
+					resp.Entries = ents
+					return nil
+				}
+			}
+		}
+		tok := h.c.cache.token()
+		err := h.c.read(ctx, wire.MsgReadDir, &wire.ReadDirRequest{Header: h.c.header(), NodeRef: ref}, &resp)
+		if err == nil && h.cacheable(ref) {
+			h.c.cache.put(tok, resp.Header(), func(rev uint64) { h.c.cache.c.PutDir(ref.Path, rev, resp.Entries) })
+		}
+		return err
 	})
 	return resp.Entries, err
+}
+
+// cacheable says whether a read on ref may use the cache: caching is on
+// and the handle carries no sequencer (which the master must check).
+func (h *Handle) cacheable(ref wire.NodeRef) bool {
+	return h.c.cache != nil && len(ref.Sequencer) == 0
 }
 
 // SetContents replaces the file's contents. With ifGeneration other than

@@ -71,6 +71,13 @@ func (c *Client) setStateLocked(st lease.State) {
 	c.state = st
 	close(c.stateCh)
 	c.stateCh = make(chan struct{})
+	// The cache may be stale once the local lease is over: the master no
+	// longer waits for this client before it applies a change.
+	if st == lease.Safe {
+		c.cache.enable()
+	} else {
+		c.cache.disable()
+	}
 }
 
 // waitUsable returns nil when calls may be made: at once while the session
@@ -126,6 +133,8 @@ func (c *Client) keepAliveLoop(ctx context.Context) {
 		}
 		switch {
 		case r.err == nil:
+			// Apply invalidations before the next KeepAlive acknowledges them.
+			c.cache.invalidate(r.resp.Invalidations, r.resp.Epoch)
 			c.renewed(r.sent, r.resp)
 		case errors.Is(r.err, fsapi.ErrSessionExpired):
 			c.expire(fmt.Errorf("%w: session %d: %v", fsapi.ErrSessionExpired, c.session, r.err))
@@ -148,7 +157,8 @@ func (c *Client) sendKeepAlive(ctx context.Context, out chan<- kaResult) {
 	// time of the attempt that was answered, not of the first try.
 	mk := func() any {
 		sent = c.clock.Now()
-		return &wire.KeepAliveRequest{Header: c.header()}
+		ack, ackEpoch, flushed := c.cache.keepAliveFields()
+		return &wire.KeepAliveRequest{Header: c.header(), InvalAck: ack, InvalAckEpoch: ackEpoch, FlushedEpoch: flushed}
 	}
 	err := c.retry(ctx, wire.MsgKeepAlive, mk, &resp, false)
 	out <- kaResult{sent: sent, resp: resp, err: err}
@@ -205,6 +215,7 @@ func (c *Client) renewed(sent time.Time, resp wire.KeepAliveResponse) {
 	c.mu.Lock()
 	if end.After(c.leaseEnd) {
 		c.leaseEnd = end
+		c.leaseEndNanos.Store(end.UnixNano())
 	}
 	wasJeopardy := c.state == lease.Jeopardy
 	if c.clock.Now().Before(c.leaseEnd) {

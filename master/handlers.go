@@ -86,15 +86,29 @@ func (s *Server) propose(ctx context.Context, t fsm.CmdType, cmd any) (*fsm.Resu
 }
 
 func (s *Server) proposeIndex(ctx context.Context, t fsm.CmdType, cmd any) (*fsm.Result, uint64, error) {
+	return s.proposeThen(ctx, t, cmd, nil)
+}
+
+// proposeThen is proposeIndex that calls resolved (if not nil) once the
+// entry has been applied or has surely failed, even if ctx ends first.
+func (s *Server) proposeThen(ctx context.Context, t fsm.CmdType, cmd any, resolved func()) (*fsm.Result, uint64, error) {
 	data, err := fsm.Encode(t, cmd)
 	if err != nil {
+		if resolved != nil {
+			resolved()
+		}
 		return nil, 0, err
 	}
 	ls := s.leading.Load()
 	t0 := s.clock.Now()
 	f := s.raft.Apply(data, applyTimeout)
 	errCh := make(chan error, 1)
-	go func() { errCh <- f.Error() }()
+	go func() {
+		errCh <- f.Error()
+		if resolved != nil {
+			resolved()
+		}
+	}()
 	select {
 	case err = <-errCh:
 	case <-ctx.Done():
@@ -130,17 +144,106 @@ func (s *Server) raftErr(err error) error {
 
 // write validates nothing itself: it stamps the command with the session's
 // write header and the leader's clock, commits it, and returns the result.
-func (s *Server) write(ctx context.Context, h wire.Header, w wire.WriteHeader, t fsm.CmdType,
+//
+// inv lists what the write may change: cached copies are invalidated first
+// (see cachetable.go).
+func (s *Server) write(ctx context.Context, h wire.Header, w wire.WriteHeader, inv invalSet, t fsm.CmdType,
 	build func(fsm.WriteMeta) any) (*fsm.Result, uint64, error) {
-	if _, err := s.session(h); err != nil {
+	ls, err := s.session(h)
+	if err != nil {
 		return nil, 0, err
 	}
 	meta := fsm.WriteMeta{Session: h.Session, Seq: w.Seq, AckBelow: w.AckBelow, Time: time.Now().UnixNano()}
-	res, idx, err := s.proposeIndex(ctx, t, build(meta))
+	res, idx, err := s.proposeInvalidatingIndex(ctx, ls, inv, t, build(meta))
 	if err != nil {
 		return nil, 0, err
 	}
 	return res, idx, res.Err()
+}
+
+// invalSet is what a write may change: nodes whose cached copies must go,
+// and directories whose cached listings must go.
+type invalSet struct {
+	paths, listings []string
+}
+
+// contentsOf is what changing a node's contents (or stat) touches: the
+// node, and its parent's listing, which shows the node's stat.
+func contentsOf(path string) invalSet {
+	if path == fsapi.Root {
+		return invalSet{paths: []string{path}}
+	}
+	return invalSet{paths: []string{path}, listings: []string{fsapi.Parent(path)}}
+}
+
+// structuralOf is what creating or deleting a node touches: the node, its
+// parent (whose stat counts children) and the parent's listing, and the
+// same for every ephemeral ancestor a delete may cascade to. It reads the
+// current state; anything it adds beyond what the write changes is only an
+// extra invalidation.
+func (s *Server) structuralOf(paths ...string) invalSet {
+	v := s.fsm.View()
+	var inv invalSet
+	seen := map[string]bool{}
+	add := func(set *[]string, p string) {
+		if !seen[p+"\x00"+boolKey(set == &inv.listings)] {
+			seen[p+"\x00"+boolKey(set == &inv.listings)] = true
+			*set = append(*set, p)
+		}
+	}
+	for _, p := range paths {
+		add(&inv.paths, p)
+		for p != fsapi.Root {
+			parent := fsapi.Parent(p)
+			add(&inv.paths, parent)
+			add(&inv.listings, parent)
+			n, ok := v.Get(parent)
+			if !ok || n.Stat.EphemeralOwner == 0 {
+				break
+			}
+			p = parent
+		}
+	}
+	return inv
+}
+
+func boolKey(b bool) string {
+	if b {
+		return "l"
+	}
+	return "c"
+}
+
+// sessionEndPaths is what ending a session touches: its ephemeral nodes.
+func (s *Server) sessionEndPaths(id uint64) invalSet {
+	return s.structuralOf(s.fsm.SessionEphemerals(id)...)
+}
+
+// proposeInvalidating commits cmd after invalidating inv's cached copies.
+func (s *Server) proposeInvalidating(ctx context.Context, ls *leaderState, inv invalSet, t fsm.CmdType, cmd any) (*fsm.Result, error) {
+	res, _, err := s.proposeInvalidatingIndex(ctx, ls, inv, t, cmd)
+	return res, err
+}
+
+func (s *Server) proposeInvalidatingIndex(ctx context.Context, ls *leaderState, inv invalSet, t fsm.CmdType, cmd any) (*fsm.Result, uint64, error) {
+	if len(inv.paths) == 0 && len(inv.listings) == 0 {
+		return s.proposeIndex(ctx, t, cmd)
+	}
+	ticket := s.cache.beginWrite(inv.paths, inv.listings, s.fsm.AppliedIndex())
+	var stop <-chan struct{}
+	if ls != nil {
+		stop = ls.doneCh
+	}
+	if err := s.cache.waitWrite(ctx, ticket, stop, s.leases.endOf); err != nil {
+		s.cache.endWrite(ticket)
+		if stop != nil && errors.Is(err, errSteppedDown) {
+			return nil, 0, &fsapi.NotMasterError{}
+		}
+		return nil, 0, err
+	}
+	// The nodes stay uncachable until the entry is applied or has failed,
+	// even if this call gives up first.
+	return s.proposeThen(ctx, t, cmd, func() { s.cache.endWrite(ticket) })
 }
 
 // read returns a view of the namespace from which a linearizable read can
@@ -175,7 +278,7 @@ func (s *Server) readNode(ctx context.Context, h wire.Header, ref wire.NodeRef) 
 	}
 	n, err := lookup(v, ref)
 	if err != nil {
-		return nil, nil, err
+		return v, nil, err // the view: the revision a node's absence was read at
 	}
 	if err := s.checkRef(ref); err != nil {
 		return nil, nil, err
@@ -216,7 +319,8 @@ func (s *Server) createSession(ctx context.Context, req *wire.CreateSessionReque
 		return nil, err
 	}
 	now := s.clock.Now()
-	cmd := &fsm.CreateSession{Time: now.UnixNano(), LeaseMillis: s.cfg.SessionLease.Milliseconds(), ClientName: req.ClientName}
+	cmd := &fsm.CreateSession{Time: now.UnixNano(), LeaseMillis: s.cfg.SessionLease.Milliseconds(), ClientName: req.ClientName,
+		Caching: req.Caching}
 	res, idx, err := s.proposeIndex(ctx, fsm.CmdCreateSession, cmd)
 	if err != nil {
 		return nil, err
@@ -248,33 +352,44 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		// A client that has not seen this epoch learns it at once.
 		hold = 0
 	}
+	invs, changed := s.cache.keepAlive(req.Session, req.InvalAck, req.InvalAckEpoch, req.FlushedEpoch, ls.term)
 	t := s.clock.NewTimer(hold)
 	defer t.Stop()
-	select {
-	case <-t.C():
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-ls.doneCh:
-		return nil, &fsapi.NotMasterError{}
-	case <-s.stopCh:
-		return nil, &fsapi.NotMasterError{}
+	// Held until the lease nears its end, or until there are invalidations
+	// to deliver.
+	for len(invs) == 0 {
+		select {
+		case <-t.C():
+		case <-changed:
+			invs, changed = s.cache.keepAlive(req.Session, 0, 0, 0, ls.term)
+			continue
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ls.doneCh:
+			return nil, &fsapi.NotMasterError{}
+		case <-s.stopCh:
+			return nil, &fsapi.NotMasterError{}
+		}
+		break
 	}
 	sent := s.clock.Now()
 	if !s.leases.extend(req.Session, sent) {
 		return nil, fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, req.Session)
 	}
 	return &wire.KeepAliveResponse{
-		LeaseMillis: s.cfg.SessionLease.Milliseconds(),
-		HeldMillis:  sent.Sub(arrived).Milliseconds(),
+		LeaseMillis:   s.cfg.SessionLease.Milliseconds(),
+		HeldMillis:    sent.Sub(arrived).Milliseconds(),
+		Invalidations: invs,
 	}, nil
 }
 
 func (s *Server) closeSession(ctx context.Context, req *wire.CloseSessionRequest) (*wire.CloseSessionResponse, error) {
-	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdCloseSession, func(m fsm.WriteMeta) any {
+	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, s.sessionEndPaths(req.Session), fsm.CmdCloseSession, func(m fsm.WriteMeta) any {
 		return &fsm.CloseSession{Meta: m}
 	})
 	if err == nil {
 		s.leases.remove(req.Session)
+		s.cache.dropSession(req.Session)
 	}
 	return &wire.CloseSessionResponse{RespHeader: wire.RespHeader{Revision: idx}}, err
 }
@@ -284,16 +399,17 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 		return nil, err
 	}
 	if req.Create == fsapi.CreateNo {
+		done := s.cacheRead(req.Header, wire.NodeRef{Path: req.Path}, false)
 		v, n, err := s.readNode(ctx, req.Header, wire.NodeRef{Path: req.Path})
 		if err != nil {
-			return nil, err
+			return absentReply[wire.OpenResponse](done, v, err)
 		}
-		return &wire.OpenResponse{RespHeader: wire.RespHeader{Revision: v.Revision()}, Stat: n.Stat}, nil
+		return &wire.OpenResponse{RespHeader: wire.RespHeader{Revision: v.Revision(), Cacheable: done()}, Stat: n.Stat}, nil
 	}
 	if err := s.checkSize(len(req.Contents)); err != nil {
 		return nil, err
 	}
-	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdOpen, func(m fsm.WriteMeta) any {
+	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, s.structuralOf(req.Path), fsm.CmdOpen, func(m fsm.WriteMeta) any {
 		return &fsm.Open{Meta: m, Path: req.Path, Create: uint8(req.Create), Ephemeral: req.Ephemeral,
 			Directory: req.Directory, Contents: req.Contents}
 	})
@@ -304,25 +420,29 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 }
 
 func (s *Server) getContents(ctx context.Context, req *wire.GetContentsRequest) (*wire.GetContentsResponse, error) {
+	done := s.cacheRead(req.Header, req.NodeRef, false)
 	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
-		return nil, err
+		return absentReply[wire.GetContentsResponse](done, v, err)
 	}
 	if n.Stat.IsDir {
 		return nil, fmt.Errorf("%w: %s", fsapi.ErrIsDir, req.Path)
 	}
-	return &wire.GetContentsResponse{RespHeader: wire.RespHeader{Revision: v.Revision()}, Data: n.Data, Stat: n.Stat}, nil
+	return &wire.GetContentsResponse{RespHeader: wire.RespHeader{Revision: v.Revision(), Cacheable: done()},
+		Data: n.Data, Stat: n.Stat}, nil
 }
 
 func (s *Server) getStat(ctx context.Context, req *wire.GetStatRequest) (*wire.GetStatResponse, error) {
+	done := s.cacheRead(req.Header, req.NodeRef, false)
 	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
-		return nil, err
+		return absentReply[wire.GetStatResponse](done, v, err)
 	}
-	return &wire.GetStatResponse{RespHeader: wire.RespHeader{Revision: v.Revision()}, Stat: n.Stat}, nil
+	return &wire.GetStatResponse{RespHeader: wire.RespHeader{Revision: v.Revision(), Cacheable: done()}, Stat: n.Stat}, nil
 }
 
 func (s *Server) readDir(ctx context.Context, req *wire.ReadDirRequest) (*wire.ReadDirResponse, error) {
+	done := s.cacheRead(req.Header, req.NodeRef, true)
 	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
 		return nil, err
@@ -330,7 +450,35 @@ func (s *Server) readDir(ctx context.Context, req *wire.ReadDirRequest) (*wire.R
 	if !n.Stat.IsDir {
 		return nil, fmt.Errorf("%w: %s", fsapi.ErrNotDir, req.Path)
 	}
-	return &wire.ReadDirResponse{RespHeader: wire.RespHeader{Revision: v.Revision()}, Stat: n.Stat, Entries: v.List(req.Path)}, nil
+	return &wire.ReadDirResponse{RespHeader: wire.RespHeader{Revision: v.Revision(), Cacheable: done()},
+		Stat: n.Stat, Entries: v.List(req.Path)}, nil
+}
+
+// cacheRead registers a caching session as a cacher of what a read is
+// about to answer (ref's node, or its listing); the function it returns,
+// called after the read, says whether the answer may be cached.
+func (s *Server) cacheRead(h wire.Header, ref wire.NodeRef, listing bool) func() bool {
+	if len(ref.Sequencer) > 0 || fsapi.CheckPath(ref.Path) != nil {
+		return func() bool { return false }
+	}
+	if si, ok := s.fsm.Session(h.Session); !ok || !si.Caching {
+		return func() bool { return false }
+	}
+	tok := s.cache.beginRead(h.Session, ref.Path, listing)
+	return func() bool { return s.cache.endRead(tok) }
+}
+
+// absentReply is a read's failure; a node's absence may be cached.
+func absentReply[R any, PR interface {
+	*R
+	responder
+}](done func() bool, v *fsm.View, err error) (PR, error) {
+	resp := PR(new(R))
+	if v != nil && errors.Is(err, fsapi.ErrNotExist) {
+		resp.Header().Revision = v.Revision()
+		resp.Header().Cacheable = done()
+	}
+	return resp, err
 }
 
 func (s *Server) setContents(ctx context.Context, req *wire.SetContentsRequest) (*wire.SetContentsResponse, error) {
@@ -340,7 +488,7 @@ func (s *Server) setContents(ctx context.Context, req *wire.SetContentsRequest) 
 	if err := s.checkSize(len(req.Data)); err != nil {
 		return nil, err
 	}
-	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdSetContents, func(m fsm.WriteMeta) any {
+	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, contentsOf(req.Path), fsm.CmdSetContents, func(m fsm.WriteMeta) any {
 		return &fsm.SetContents{Meta: m, Path: req.Path, Instance: req.Instance, Data: req.Data,
 			IfGeneration: req.IfGeneration, Sequencer: req.Sequencer}
 	})
@@ -354,7 +502,7 @@ func (s *Server) delete(ctx context.Context, req *wire.DeleteRequest) (*wire.Del
 	if err := fsapi.CheckPath(req.Path); err != nil {
 		return nil, err
 	}
-	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdDelete, func(m fsm.WriteMeta) any {
+	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, s.structuralOf(req.Path), fsm.CmdDelete, func(m fsm.WriteMeta) any {
 		return &fsm.Delete{Meta: m, Path: req.Path, Instance: req.Instance, Sequencer: req.Sequencer}
 	})
 	return &wire.DeleteResponse{RespHeader: wire.RespHeader{Revision: idx}}, err
@@ -368,6 +516,9 @@ func (s *Server) status(ctx context.Context, _ *wire.StatusRequest) (*wire.Statu
 		AppliedIndex: s.raft.AppliedIndex(), LeaderID: string(leaderID), LeaderAddr: string(leaderAddr),
 		Sessions: len(s.fsm.Sessions()), Nodes: s.fsm.View().NodeCount(),
 		LockWakeups: s.lockw.wakeups.Load(),
+	}
+	if s.IsMaster() {
+		resp.CacheEntries, resp.InvalidationsPending = s.cache.stats()
 	}
 	if ls := s.leading.Load(); ls != nil {
 		resp.LeaseRemainingMillis = ls.lease.remaining(ls.term, s.clock.Now()).Milliseconds()

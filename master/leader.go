@@ -37,6 +37,7 @@ func (s *Server) leaderLoop() {
 		running.stop()
 		running = nil
 		s.leases.clear()
+		s.cache.reset(nil)
 	}
 	for {
 		select {
@@ -100,6 +101,15 @@ func (s *Server) lead(ctx context.Context) {
 	}
 	now := s.clock.Now()
 	s.leases.reset(sessionIDs(s.fsm.Sessions()), now)
+	// Sessions that cache may hold data from an earlier master, which this
+	// one never registered: writes wait until they flushed (or expired).
+	var caching []uint64
+	for _, si := range s.fsm.Sessions() {
+		if si.Caching {
+			caching = append(caching, si.ID)
+		}
+	}
+	s.cache.reset(caching)
 	ls := &leaderState{term: term, doneCh: make(chan struct{}), lease: ml}
 	s.leading.Store(ls)
 	s.log.Info("became master", "term", term, "sessions", s.leases.len())
@@ -148,12 +158,13 @@ func (s *Server) barrier(ctx context.Context, timeout time.Duration) error {
 func (s *Server) expire(ctx context.Context, now time.Time) {
 	for _, id := range s.leases.expired(now) {
 		cmd := &fsm.CloseSession{Meta: fsm.WriteMeta{Session: id, Time: now.UnixNano()}, Expired: true}
-		res, err := s.propose(ctx, fsm.CmdCloseSession, cmd)
+		res, err := s.proposeInvalidating(ctx, s.leading.Load(), s.sessionEndPaths(id), fsm.CmdCloseSession, cmd)
 		if err != nil {
 			s.log.Warn("session expiry not committed; will retry", "session", id, "err", err)
 			return
 		}
 		s.leases.remove(id)
+		s.cache.dropSession(id)
 		if res.ErrKind == 0 {
 			s.log.Info("session expired", "session", id)
 		}

@@ -74,6 +74,15 @@ func (t *leaseTable) extend(id uint64, now time.Time) bool {
 	return true
 }
 
+// endOf is the session's lease end; ok is false for a session not in the
+// table (ended, or unknown to this master).
+func (t *leaseTable) endOf(id uint64) (time.Time, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	end, ok := t.end[id]
+	return end, ok
+}
+
 func (t *leaseTable) add(id uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

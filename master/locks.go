@@ -115,7 +115,7 @@ func (s *Server) acquire(ctx context.Context, req *wire.AcquireRequest) (*wire.A
 	if err := s.checkRef(req.NodeRef); err != nil {
 		return nil, err
 	}
-	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdAcquire, func(m fsm.WriteMeta) any {
+	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, invalSet{}, fsm.CmdAcquire, func(m fsm.WriteMeta) any {
 		return &fsm.Acquire{Meta: m, Path: req.Path, Instance: req.Instance, Handle: req.Handle, Mode: req.Mode,
 			LockDelayMillis: req.LockDelayMillis, Wait: req.Wait}
 	})
@@ -229,7 +229,7 @@ func (s *Server) release(ctx context.Context, req *wire.ReleaseRequest) (*wire.R
 	if err := s.checkRef(req.NodeRef); err != nil {
 		return nil, err
 	}
-	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdRelease, func(m fsm.WriteMeta) any {
+	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, invalSet{}, fsm.CmdRelease, func(m fsm.WriteMeta) any {
 		return &fsm.Release{Meta: m, Path: req.Path, Instance: req.Instance, Handle: req.Handle}
 	})
 	return &wire.ReleaseResponse{RespHeader: wire.RespHeader{Revision: idx}}, err
@@ -239,7 +239,7 @@ func (s *Server) cancelWait(ctx context.Context, req *wire.CancelWaitRequest) (*
 	if err := fsapi.CheckPath(req.Path); err != nil {
 		return nil, err
 	}
-	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, fsm.CmdCancelWait, func(m fsm.WriteMeta) any {
+	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, invalSet{}, fsm.CmdCancelWait, func(m fsm.WriteMeta) any {
 		return &fsm.CancelWait{Meta: m, Path: req.Path, Waiter: req.Waiter}
 	})
 	return &wire.CancelWaitResponse{RespHeader: wire.RespHeader{Revision: idx}}, err

@@ -40,6 +40,7 @@ type Server struct {
 	verifier     *verifier
 	handlerTable map[wire.MsgType]handlerFunc
 	lockw        *lockWaiters
+	cache        *cacheTable
 
 	// leading is the master state this replica runs while it leads; nil
 	// otherwise. Read on every call, replaced by the leader loop.
@@ -98,6 +99,7 @@ func New(cfg Config) (*Server, error) {
 	s.clock = cfg.Clock
 	s.leases = newLeaseTable(cfg.SessionLease)
 	s.lockw = newLockWaiters()
+	s.cache = newCacheTable(cfg.Clock)
 	s.handlerTable = s.buildHandlers()
 	if err := s.openReplica(); err != nil {
 		s.shutdown(false)

@@ -52,6 +52,11 @@ type replicaJSON struct {
 	// LeaseMS is, on the master, how long its master lease still holds
 	// (0: it serves reads by ReadIndex until a renewal commits).
 	LeaseMS int64 `json:"lease_remaining_ms"`
+	// On the master: (session, node) pairs it tracks as cached, and
+	// invalidations sent but not yet acknowledged.
+	CachedEntries        int    `json:"cached_entries"`
+	InvalidationsPending int    `json:"invalidations_pending"`
+	LockWakeups          uint64 `json:"lock_wakeups"`
 }
 
 // unreachableJSON is a replica that did not answer.
@@ -104,7 +109,8 @@ func (a *app) emitStatus(results []replicaResult) error {
 			v = replicaJSON{ID: s.ID, Address: r.addr, State: s.State, Term: s.Term, LastIndex: s.LastIndex,
 				CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LeaderID: s.LeaderID,
 				LeaderAddress: s.LeaderAddr, Cell: s.Cell, Sessions: s.Sessions, Nodes: s.Nodes,
-				LeaseMS: s.LeaseRemainingMillis}
+				LeaseMS: s.LeaseRemainingMillis, CachedEntries: s.CacheEntries, InvalidationsPending: s.InvalidationsPending,
+				LockWakeups: s.LockWakeups}
 		}
 		if err := a.emit(v); err != nil {
 			return err
@@ -123,18 +129,19 @@ func errText(err error) string {
 // writeStatus prints the replicas as a table, then a one-line summary.
 func writeStatus(w io.Writer, results []replicaResult) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "\tID\tADDRESS\tSTATE\tTERM\tLAST INDEX\tCOMMIT\tAPPLIED\tSESSIONS\tNODES\tLEASE\tERROR")
+	fmt.Fprintln(tw, "\tID\tADDRESS\tSTATE\tTERM\tLAST INDEX\tCOMMIT\tAPPLIED\tSESSIONS\tNODES\tLEASE\tCACHED\tINVAL\tERROR")
 	for _, r := range results {
 		if r.err != nil {
-			fmt.Fprintf(tw, "\t-\t%s\tunreachable\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.addr, errText(r.err))
+			fmt.Fprintf(tw, "\t-\t%s\tunreachable\t-\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n", r.addr, errText(r.err))
 			continue
 		}
-		s, mark, lease := r.st, "", "-"
+		s, mark, lease, cached, inval := r.st, "", "-", "-", "-"
 		if s.State == "master" {
 			mark, lease = "*", fmt.Sprintf("%dms", s.LeaseRemainingMillis)
+			cached, inval = fmt.Sprint(s.CacheEntries), fmt.Sprint(s.InvalidationsPending)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", mark, s.ID, r.addr, s.State, s.Term,
-			s.LastIndex, s.CommitIndex, s.AppliedIndex, s.Sessions, s.Nodes, lease)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", mark, s.ID, r.addr, s.State, s.Term,
+			s.LastIndex, s.CommitIndex, s.AppliedIndex, s.Sessions, s.Nodes, lease, cached, inval)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

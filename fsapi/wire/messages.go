@@ -28,6 +28,8 @@ const (
 	MsgCancelWait     MsgType = 14
 	MsgCheckSequencer MsgType = 15
 	MsgGetLock        MsgType = 16
+	// Watches (DESIGN.md §8; watch.go).
+	MsgWatch MsgType = 17
 	// MsgError answers a frame the replica could not decode at all.
 	MsgError MsgType = 255
 )
@@ -38,6 +40,7 @@ var msgNames = map[MsgType]string{
 	MsgSetContents: "SetContents", MsgDelete: "Delete", MsgStatus: "Status", MsgError: "Error",
 	MsgAcquire: "Acquire", MsgLockWait: "LockWait", MsgRelease: "Release", MsgCancelWait: "CancelWait",
 	MsgCheckSequencer: "CheckSequencer", MsgGetLock: "GetLock",
+	MsgWatch: "Watch",
 }
 
 func (t MsgType) String() string {
@@ -67,6 +70,10 @@ type RespHeader struct {
 	Err      *Error `codec:",omitempty"`
 	Epoch    uint64 // the master's epoch
 	Revision uint64 // the revision (Raft index) the answer reflects
+	// Cacheable: the master registered the session as caching what this
+	// read answered (including a name's absence) and will invalidate it
+	// before it changes. Only then may the client cache the answer.
+	Cacheable bool `codec:",omitempty"`
 }
 
 // ErrorResponse answers MsgError.
@@ -79,6 +86,8 @@ type CreateSessionRequest struct {
 	Version    int    // ProtocolVersion
 	ClientName string // free text for operators (host, process)
 	Cell       string // the cell the client expects, or "" / "local"
+	// Caching: the client caches reads (and so takes part in invalidation).
+	Caching bool `codec:",omitempty"`
 }
 
 // CreateSessionResponse tells the client what it needs for the session.
@@ -94,6 +103,24 @@ type CreateSessionResponse struct {
 // lease is close to its end.
 type KeepAliveRequest struct {
 	Header
+	// InvalAck is the highest invalidation Seq the client has applied to
+	// its cache, of those sent by the master of epoch InvalAckEpoch (each
+	// master numbers its own). FlushedEpoch is the epoch at which it last
+	// emptied its cache.
+	InvalAck      uint64 `codec:",omitempty"`
+	InvalAckEpoch uint64 `codec:",omitempty"`
+	FlushedEpoch  uint64 `codec:",omitempty"`
+}
+
+// Invalidation tells a caching client to forget what it caches about Path
+// (Listing: only Path's directory listing) and never to cache a reply
+// about it read at or below Revision. Seq numbers a session's
+// invalidations; the client acknowledges them with KeepAliveRequest.InvalAck.
+type Invalidation struct {
+	Seq      uint64
+	Path     string
+	Revision uint64
+	Listing  bool `codec:",omitempty"`
 }
 
 // KeepAliveResponse grants a lease of LeaseMillis from the moment the reply
@@ -104,6 +131,9 @@ type KeepAliveResponse struct {
 	RespHeader
 	LeaseMillis int64
 	HeldMillis  int64
+	// Invalidations not yet acknowledged, in Seq order. The master answers
+	// a held KeepAlive early when there are any.
+	Invalidations []Invalidation `codec:",omitempty"`
 }
 
 // CloseSessionRequest ends the session at once (a Raft write).
@@ -352,7 +382,11 @@ type StatusResponse struct {
 	// LockWakeups counts the waiting lock calls this replica woke because
 	// their request was granted (or dropped): one per grant, never a herd.
 	LockWakeups uint64
-	Servers     []Server // the Raft configuration this replica knows
+	// CacheEntries counts (session, node) pairs the master tracks as
+	// cached; InvalidationsPending the invalidations not yet acknowledged.
+	CacheEntries         int      `codec:",omitempty"`
+	InvalidationsPending int      `codec:",omitempty"`
+	Servers              []Server // the Raft configuration this replica knows
 }
 
 // Server is one member of the Raft configuration.

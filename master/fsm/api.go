@@ -25,7 +25,8 @@ type SessionInfo struct {
 	Created     int64 // leader wall clock, Unix ns
 	LeaseMillis int64
 	ClientName  string
-	Ephemerals  int // ephemeral nodes it owns
+	Ephemerals  int  // ephemeral nodes it owns
+	Caching     bool // its client caches reads
 }
 
 // Result is what Apply returns for every command (as the raft.ApplyFuture's

@@ -49,6 +49,7 @@ type CreateSession struct {
 	Time        int64
 	LeaseMillis int64
 	ClientName  string
+	Caching     bool `codec:",omitempty"`
 }
 
 // CloseSession ends a session: by the client (Expired false, deduplicated

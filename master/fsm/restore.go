@@ -176,7 +176,7 @@ func (st *restorer) addSession(ss *snapSession) error {
 		return fmt.Errorf("session %d out of order", ss.ID)
 	}
 	s := newSession(ss.ID)
-	s.created, s.leaseMillis, s.clientName, s.ackBelow = ss.Created, ss.LeaseMillis, ss.ClientName, ss.AckBelow
+	s.created, s.leaseMillis, s.clientName, s.ackBelow, s.caching = ss.Created, ss.LeaseMillis, ss.ClientName, ss.AckBelow, ss.Caching
 	if err := st.addEphemerals(s, ss.Ephemerals); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ type session struct {
 	created     int64
 	leaseMillis int64
 	clientName  string
+	caching     bool // the client caches reads
 	// ephemerals holds the paths of the ephemeral nodes it owns.
 	ephemerals map[string]struct{}
 	// replies holds the Result of each applied write by sequence number,
@@ -34,6 +35,7 @@ func (s *session) info() SessionInfo {
 		LeaseMillis: s.leaseMillis,
 		ClientName:  s.clientName,
 		Ephemerals:  len(s.ephemerals),
+		Caching:     s.caching,
 	}
 }
 
@@ -59,7 +61,7 @@ func (s *session) ack(below uint64) {
 
 func (t *txn) createSession(c *CreateSession) Result {
 	s := newSession(t.index)
-	s.created, s.leaseMillis, s.clientName = c.Time, c.LeaseMillis, c.ClientName
+	s.created, s.leaseMillis, s.clientName, s.caching = c.Time, c.LeaseMillis, c.ClientName, c.Caching
 	t.f.sessions[s.id] = s
 	return Result{Session: s.id}
 }
@@ -147,4 +149,16 @@ func deepestFirst(set map[string]struct{}) []string {
 		return strings.Compare(a, b)
 	})
 	return paths
+}
+
+// SessionEphemerals returns the paths of the ephemeral nodes a session
+// owns, sorted (none for an unknown session). Safe concurrently with Apply.
+func (f *FSM) SessionEphemerals(id uint64) []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s := f.sessions[id]
+	if s == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(s.ephemerals))
 }

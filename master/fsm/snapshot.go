@@ -51,6 +51,7 @@ type snapSession struct {
 	Created     int64
 	LeaseMillis int64
 	ClientName  string
+	Caching     bool `codec:",omitempty"`
 	AckBelow    uint64
 	Ephemerals  []string // sorted
 	Replies     []snapReply
@@ -143,6 +144,7 @@ func (s *session) record() *snapSession {
 		Created:     s.created,
 		LeaseMillis: s.leaseMillis,
 		ClientName:  s.clientName,
+		Caching:     s.caching,
 		AckBelow:    s.ackBelow,
 		Ephemerals:  slices.Sorted(maps.Keys(s.ephemerals)),
 	}

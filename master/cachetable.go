@@ -1,0 +1,451 @@
+package master
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/haspcell/hasp/fsapi/wire"
+	"github.com/haspcell/hasp/lease"
+)
+
+// Consistent client caching, the master's side (DESIGN.md §6):
+//
+//   - A read served while its node is cachable registers the session as a
+//     cacher of the node (or, for ReadDir, of the directory's listing) and
+//     says Cacheable in its reply.
+//   - A write first makes every node it may change uncachable (reads are
+//     served but flagged not cacheable), then queues an invalidation for
+//     every session caching one of them and waits until each has
+//     acknowledged it on its next KeepAlive, or its lease has ended (a
+//     client stops using its cache when its local lease runs out, which is
+//     never after the master's). Only then is the write proposed. The nodes
+//     become cachable again once it is applied.
+//   - Writes to one node pass the invalidation stage in order: a later
+//     write's invalidation completes only after every earlier one's has.
+//   - A read checks the node's write epoch before and after taking its
+//     view ("read, then check"): if a write began on the node meanwhile, the
+//     reply is not cacheable. Otherwise the view was taken before that
+//     write's invalidation was queued, so its revision is at most the
+//     invalidation's: the client refuses a crossing reply by revision.
+//   - A new master does not know what clients cache. Every inherited
+//     session that caches is "unflushed" until a KeepAlive shows it has
+//     flushed its cache at this master's epoch; writes wait for that (or
+//     the session's lease) too.
+//
+// All of it is leader-local and rebuilt empty by each new master.
+
+// errSteppedDown ends a write's wait when this replica stops being master.
+var errSteppedDown = errors.New("master: stepped down")
+
+// invalTarget is one session a write must hear from.
+type invalTarget struct {
+	cs  *cacheSession
+	seq uint64
+}
+
+type cacheSession struct {
+	id       uint64
+	cached   map[string]struct{} // registered in cachers (reverse index)
+	listed   map[string]struct{} // registered in listers
+	lastSeq  uint64              // last invalidation number handed out
+	acked    uint64              // highest acknowledged
+	pending  []wire.Invalidation // queued and not yet acknowledged, in order
+	flushed  bool                // its cache holds nothing from before this master
+	changeCh chan struct{}       // closed and replaced when pending or acked change
+}
+
+func (cs *cacheSession) changed() {
+	close(cs.changeCh)
+	cs.changeCh = make(chan struct{})
+}
+
+type pathState struct {
+	epoch   uint64        // bumped when a write begins on the path
+	busy    int           // writes between begin and end
+	lastInv chan struct{} // closed when the latest write's invalidation stage is done
+}
+
+type cacheTable struct {
+	clock lease.Clock // the clock session lease ends are measured on
+
+	mu       sync.Mutex // protects following fields
+	cachers  map[string]map[uint64]struct{}
+	listers  map[string]map[uint64]struct{}
+	sessions map[uint64]*cacheSession
+	paths    map[string]*pathState
+	// unflushed counts inherited caching sessions not yet flushed;
+	// flushedCh is closed when it reaches zero.
+	unflushed int
+	flushedCh chan struct{}
+	pendingN  int // invalidations queued, not yet acknowledged
+}
+
+func newCacheTable(clock lease.Clock) *cacheTable {
+	t := &cacheTable{clock: clock}
+	t.reset(nil)
+	return t
+}
+
+// reset empties the table for a new term. inherited are the sessions that
+// may hold cached data from an earlier master.
+func (t *cacheTable) reset(inherited []uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cachers = map[string]map[uint64]struct{}{}
+	t.listers = map[string]map[uint64]struct{}{}
+	t.sessions = map[uint64]*cacheSession{}
+	t.paths = map[string]*pathState{}
+	t.pendingN = 0
+	t.flushedCh = make(chan struct{})
+	t.unflushed = 0
+	for _, id := range inherited {
+		t.session(id).flushed = false
+		t.unflushed++
+	}
+	if t.unflushed == 0 {
+		close(t.flushedCh)
+	}
+}
+
+// session returns the session's entry, creating it (flushed: a session
+// that first appears in this term has cached nothing from an earlier one).
+func (t *cacheTable) session(id uint64) *cacheSession {
+	cs := t.sessions[id]
+	if cs == nil {
+		cs = &cacheSession{id: id, cached: map[string]struct{}{}, listed: map[string]struct{}{}, flushed: true,
+			changeCh: make(chan struct{})}
+		t.sessions[id] = cs
+	}
+	return cs
+}
+
+// readToken is what a read remembers between registering and checking.
+type readToken struct {
+	path      string
+	epoch     uint64
+	cacheable bool
+}
+
+// beginRead registers session as a cacher of path (or of its listing)
+// unless a write on it is in progress.
+func (t *cacheTable) beginRead(session uint64, path string, listing bool) readToken {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ps := t.paths[path]
+	tok := readToken{path: path}
+	if ps != nil {
+		tok.epoch = ps.epoch
+		if ps.busy > 0 {
+			return tok
+		}
+	}
+	m, rev := t.cachers, t.session(session).cached
+	if listing {
+		m, rev = t.listers, t.session(session).listed
+	}
+	set := m[path]
+	if set == nil {
+		set = map[uint64]struct{}{}
+		m[path] = set
+	}
+	set[session] = struct{}{}
+	rev[path] = struct{}{}
+	tok.cacheable = true
+	return tok
+}
+
+// endRead says whether the reply may be cached: no write began on the path
+// since beginRead.
+func (t *cacheTable) endRead(tok readToken) bool {
+	if !tok.cacheable {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var epoch uint64
+	if ps := t.paths[tok.path]; ps != nil {
+		epoch = ps.epoch
+	}
+	return epoch == tok.epoch
+}
+
+// writeTicket is one write's passage through the table.
+type writeTicket struct {
+	paths   []string
+	prev    []chan struct{}
+	done    chan struct{}
+	targets []invalTarget
+	flushed chan struct{}
+	// took lists the registrations the write removed, so that a write
+	// that gives up before every target acknowledged can put back those
+	// that did not: they may still hold cached copies.
+	took []took
+	ok   bool // every target acknowledged (or expired)
+}
+
+type took struct {
+	path    string
+	listing bool
+	session uint64
+	seq     uint64
+}
+
+// beginWrite makes paths uncachable and queues their invalidations (at
+// revision rev: every cacheable reply showing them before the write was
+// read at or below it). The caller must call endWrite.
+func (t *cacheTable) beginWrite(paths, listingOf []string, rev uint64) *writeTicket {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := &writeTicket{paths: paths, done: make(chan struct{}), flushed: t.flushedCh}
+	notify := map[uint64]*cacheSession{}
+	queue := func(id uint64, inv wire.Invalidation) {
+		cs := t.session(id)
+		cs.lastSeq++
+		inv.Seq = cs.lastSeq
+		cs.pending = append(cs.pending, inv)
+		t.pendingN++
+		notify[id] = cs
+		w.took = append(w.took, took{path: inv.Path, listing: inv.Listing, session: id, seq: inv.Seq})
+	}
+	for _, p := range paths {
+		ps := t.paths[p]
+		if ps == nil {
+			ps = &pathState{}
+			t.paths[p] = ps
+		}
+		ps.epoch++
+		ps.busy++
+		if ps.lastInv != nil {
+			w.prev = append(w.prev, ps.lastInv)
+		}
+		ps.lastInv = w.done
+		for id := range t.cachers[p] {
+			queue(id, wire.Invalidation{Path: p, Revision: rev})
+			delete(t.sessions[id].cached, p)
+		}
+		delete(t.cachers, p)
+	}
+	for _, d := range listingOf {
+		// The listing of d shows a child's stat: a change to the child
+		// invalidates it.
+		for id := range t.listers[d] {
+			queue(id, wire.Invalidation{Path: d, Revision: rev, Listing: true})
+			delete(t.sessions[id].listed, d)
+		}
+		delete(t.listers, d)
+	}
+	for _, cs := range notify {
+		w.targets = append(w.targets, invalTarget{cs: cs, seq: cs.lastSeq})
+		cs.changed()
+	}
+	return w
+}
+
+// waitWrite waits until earlier writes on the same paths passed this
+// stage, every target acknowledged its invalidation or its lease ended
+// (leaseEnd), and every inherited caching session flushed.
+//
+// If it gives up early (ctx ends, or stop is closed) it still waits for
+// the targets in the background before it lets later writes on the same
+// paths pass: those sessions may still hold cached copies.
+func (t *cacheTable) waitWrite(ctx context.Context, w *writeTicket, stop <-chan struct{}, leaseEnd func(uint64) (time.Time, bool)) (err error) {
+	defer func() {
+		if err == nil {
+			close(w.done)
+			return
+		}
+		go func() {
+			for _, tg := range w.targets {
+				t.waitAck(context.Background(), tg, leaseEnd)
+			}
+			close(w.done)
+		}()
+	}()
+	if stop != nil {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-stop:
+				cancel(errSteppedDown)
+			case <-ctx.Done():
+			}
+		}()
+	}
+	for _, ch := range w.prev {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	for _, tg := range w.targets {
+		if err := t.waitAck(ctx, tg, leaseEnd); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-w.flushed:
+			t.mu.Lock()
+			w.ok = true
+			t.mu.Unlock()
+			return nil
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(100 * time.Millisecond):
+			// Sessions whose lease ended no longer count.
+			t.dropUnflushedExpired(leaseEnd)
+		}
+	}
+}
+
+func (t *cacheTable) waitAck(ctx context.Context, tg invalTarget, leaseEnd func(uint64) (time.Time, bool)) error {
+	for {
+		t.mu.Lock()
+		acked, ch := tg.cs.acked, tg.cs.changeCh
+		t.mu.Unlock()
+		if acked >= tg.seq {
+			return nil
+		}
+		end, ok := leaseEnd(tg.cs.id)
+		now := t.clock.Now()
+		if !ok || !now.Before(end) {
+			return nil // the client stopped using its cache when its lease ran out
+		}
+		timer := t.clock.NewTimer(end.Sub(now))
+		select {
+		case <-ch:
+		case <-timer.C():
+		case <-ctx.Done():
+			timer.Stop()
+			return context.Cause(ctx)
+		}
+		timer.Stop()
+	}
+}
+
+func (t *cacheTable) dropUnflushedExpired(leaseEnd func(uint64) (time.Time, bool)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, cs := range t.sessions {
+		if cs.flushed {
+			continue
+		}
+		if end, ok := leaseEnd(id); !ok || !t.clock.Now().Before(end) {
+			t.markFlushed(cs)
+		}
+	}
+}
+
+func (t *cacheTable) markFlushed(cs *cacheSession) {
+	if cs.flushed {
+		return
+	}
+	cs.flushed = true
+	if t.unflushed--; t.unflushed == 0 {
+		close(t.flushedCh)
+	}
+}
+
+// endWrite makes the paths cachable again once no other write is on them.
+func (t *cacheTable) endWrite(w *writeTicket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !w.ok {
+		// Put back the registrations of sessions that have not
+		// acknowledged: the next write on the path must wait for them.
+		for _, tk := range w.took {
+			cs := t.sessions[tk.session]
+			if cs == nil || cs.acked >= tk.seq {
+				continue
+			}
+			m, rev := t.cachers, cs.cached
+			if tk.listing {
+				m, rev = t.listers, cs.listed
+			}
+			if m[tk.path] == nil {
+				m[tk.path] = map[uint64]struct{}{}
+			}
+			m[tk.path][tk.session] = struct{}{}
+			rev[tk.path] = struct{}{}
+		}
+	}
+	for _, p := range w.paths {
+		ps := t.paths[p]
+		if ps == nil {
+			continue
+		}
+		if ps.busy--; ps.busy == 0 && ps.lastInv == w.done {
+			delete(t.paths, p)
+		}
+	}
+}
+
+// keepAlive records a KeepAlive's acknowledgement and flush, and returns
+// the invalidations to deliver and a channel closed when more arrive.
+//
+// An acknowledgement counts only if it is for this master's invalidations
+// (ackEpoch == term): each master numbers its own from 1.
+func (t *cacheTable) keepAlive(session, ack, ackEpoch, flushedEpoch, term uint64) ([]wire.Invalidation, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cs := t.session(session)
+	if ackEpoch == term && ack > cs.acked {
+		n := 0
+		for n < len(cs.pending) && cs.pending[n].Seq <= ack {
+			n++
+		}
+		t.pendingN -= n
+		cs.pending = slices.Delete(cs.pending, 0, n)
+		cs.acked = min(ack, cs.lastSeq)
+		cs.changed()
+	}
+	if flushedEpoch >= term {
+		t.markFlushed(cs)
+	}
+	return slices.Clone(cs.pending), cs.changeCh
+}
+
+// dropSession forgets a session that ended.
+func (t *cacheTable) dropSession(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cs := t.sessions[id]
+	if cs == nil {
+		return
+	}
+	forget := func(m map[string]map[uint64]struct{}, paths map[string]struct{}) {
+		for p := range paths {
+			if set := m[p]; set != nil {
+				delete(set, id)
+				if len(set) == 0 {
+					delete(m, p)
+				}
+			}
+		}
+	}
+	forget(t.cachers, cs.cached)
+	forget(t.listers, cs.listed)
+	t.pendingN -= len(cs.pending)
+	t.markFlushed(cs)
+	cs.acked = cs.lastSeq
+	cs.changed()
+	delete(t.sessions, id)
+}
+
+// stats reports the entries tracked and the invalidations pending.
+func (t *cacheTable) stats() (entries, pending int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range []map[string]map[uint64]struct{}{t.cachers, t.listers} {
+		for _, set := range m {
+			entries += len(set)
+		}
+	}
+	return entries, t.pendingN
+}
