@@ -155,8 +155,12 @@ func TestProcPausedMasterNoStaleRead(t *testing.T) {
 		oldVal, newVal := fmt.Sprintf("old-%d", iter), fmt.Sprintf("new-%d", iter)
 		// Clients that know only the master's address: one that waits long
 		// at one replica, one that gives up on a replica after 1 s.
-		waiter := procDial(t, ctx, []string{old}, 15*time.Second)
-		pinned := procDial(t, ctx, []string{old}, time.Second)
+		// These two know only the old master and read from it, never from
+		// a cache: with caching on, the new master would (rightly) hold its
+		// writes until their sessions expired, since they could serve
+		// cached reads and cannot hear its invalidations.
+		waiter := procDialNoCache(t, ctx, []string{old}, 15*time.Second)
+		pinned := procDialNoCache(t, ctx, []string{old}, time.Second)
 		hw, hWaiter, hPinned := procOpen(t, ctx, writer, name), procOpen(t, ctx, waiter, name), procOpen(t, ctx, pinned, name)
 		recWrite(rec, writerID, hw, oldVal, 10*time.Second)
 		recRead(rec, pinnedID, hPinned, 5*time.Second) // both now talk to the master
@@ -248,7 +252,20 @@ func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
 
 func procDial(t *testing.T, ctx context.Context, addrs []string, attempt time.Duration) *cellclient.Client {
 	t.Helper()
-	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: addrs, AttemptTimeout: attempt, ClientName: t.Name()})
+	return procDialConfig(t, ctx, cellclient.Config{Addrs: addrs, AttemptTimeout: attempt})
+}
+
+// procDialNoCache is procDial with the client cache off.
+func procDialNoCache(t *testing.T, ctx context.Context, addrs []string, attempt time.Duration) *cellclient.Client {
+	t.Helper()
+	return procDialConfig(t, ctx, cellclient.Config{Addrs: addrs, AttemptTimeout: attempt, DisableCache: true})
+}
+
+func procDialConfig(t *testing.T, ctx context.Context, cfg cellclient.Config) *cellclient.Client {
+	t.Helper()
+	addrs := cfg.Addrs
+	cfg.ClientName = t.Name()
+	c, err := cellclient.Dial(ctx, cfg)
 	if err != nil {
 		t.Fatalf("dial %v: %v", addrs, err)
 	}
