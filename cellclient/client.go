@@ -143,6 +143,9 @@ func (c *Client) Master() string {
 func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		// The master forgets this session's cache as soon as it sees the
+		// CloseSession: stop serving from it first.
+		c.cache.disable()
 		c.stopKA()
 		<-c.kaDone
 		if c.Err() == nil {

@@ -35,6 +35,8 @@ func (s *Server) buildHandlers() map[wire.MsgType]handlerFunc {
 		wire.MsgCancelWait:     rpc(s, maxCallTime, s.cancelWait),
 		wire.MsgCheckSequencer: rpc(s, maxCallTime, s.checkSequencer),
 		wire.MsgGetLock:        rpc(s, maxCallTime, s.getLock),
+		// A Watch is held up to maxWatchHold (watch.go).
+		wire.MsgWatch: rpc(s, maxCallTime+maxWatchHold, s.watch),
 	}
 }
 
@@ -384,6 +386,12 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 }
 
 func (s *Server) closeSession(ctx context.Context, req *wire.CloseSessionRequest) (*wire.CloseSessionResponse, error) {
+	// A closing client has stopped using its cache (Client.Close disables
+	// it first): forget it now, so that neither this write nor any other
+	// waits for its acknowledgement or its flush.
+	if _, err := s.session(req.Header); err == nil {
+		s.cache.dropSession(req.Session)
+	}
 	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, s.sessionEndPaths(req.Session), fsm.CmdCloseSession, func(m fsm.WriteMeta) any {
 		return &fsm.CloseSession{Meta: m}
 	})
@@ -516,6 +524,7 @@ func (s *Server) status(ctx context.Context, _ *wire.StatusRequest) (*wire.Statu
 		AppliedIndex: s.raft.AppliedIndex(), LeaderID: string(leaderID), LeaderAddr: string(leaderAddr),
 		Sessions: len(s.fsm.Sessions()), Nodes: s.fsm.View().NodeCount(),
 		LockWakeups: s.lockw.wakeups.Load(),
+		EventsHeld:  s.fsm.EventCount(), EventFloor: s.fsm.EventFloor(), Watches: s.fsm.EventWaiters(),
 	}
 	if s.IsMaster() {
 		resp.CacheEntries, resp.InvalidationsPending = s.cache.stats()

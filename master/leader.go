@@ -158,6 +158,7 @@ func (s *Server) barrier(ctx context.Context, timeout time.Duration) error {
 func (s *Server) expire(ctx context.Context, now time.Time) {
 	for _, id := range s.leases.expired(now) {
 		cmd := &fsm.CloseSession{Meta: fsm.WriteMeta{Session: id, Time: now.UnixNano()}, Expired: true}
+		s.cache.dropSession(id) // its lease is over: it no longer serves from its cache
 		res, err := s.proposeInvalidating(ctx, s.leading.Load(), s.sessionEndPaths(id), fsm.CmdCloseSession, cmd)
 		if err != nil {
 			s.log.Warn("session expiry not committed; will retry", "session", id, "err", err)
