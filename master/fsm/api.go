@@ -10,6 +10,11 @@ type Config struct {
 	// ContentLimit is the largest file contents in bytes. Default
 	// fsapi.DefaultContentLimit (256 KiB).
 	ContentLimit int
+	// EventHistory is how many recent change events the replica keeps in
+	// memory for watches (default DefaultEventHistory). Unlike
+	// ContentLimit it is the replica's own: it does not affect the
+	// replicated state, and replicas may differ.
+	EventHistory int
 }
 
 // Node is one file or directory as stored. Treat it as immutable: the FSM

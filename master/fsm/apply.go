@@ -20,6 +20,8 @@ type txn struct {
 	// dropped without a grant because their node was deleted.
 	grants  []GrantInfo
 	dropped []uint64
+	// events are the change events the command caused, in order (events.go).
+	events []fsapi.Event
 }
 
 func (t *txn) apply(cmd any) Result {
@@ -91,6 +93,7 @@ func (t *txn) open(c *Open, s *session) Result {
 	}
 	t.put(c.Path, n)
 	t.addChildren(parent, p, 1)
+	t.emit(fsapi.ChangeCreated, c.Path, n.Stat)
 	return Result{Stat: n.Stat, Created: true}
 }
 
@@ -172,6 +175,7 @@ func (t *txn) setContents(c *SetContents) Result {
 	cp.Stat.ModifiedRevision = t.index
 	setData(&cp, c.Data)
 	t.put(c.Path, &cp)
+	t.emit(fsapi.ChangeModified, c.Path, cp.Stat)
 	return Result{Stat: cp.Stat}
 }
 
@@ -215,6 +219,7 @@ func (t *txn) remove(path string, n *Node) {
 		if s := t.f.sessions[n.Stat.EphemeralOwner]; s != nil {
 			delete(s.ephemerals, path)
 		}
+		t.emit(fsapi.ChangeDeleted, path, n.Stat)
 		parent := fsapi.Parent(path)
 		p, _ := t.get(parent) // a node's parent always exists
 		p = t.addChildren(parent, p, -1)

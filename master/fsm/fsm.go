@@ -23,6 +23,10 @@ type FSM struct {
 
 	notify atomic.Pointer[LockNotify]
 
+	// events is the history of recent change events (events.go); it has
+	// its own locks.
+	events *history
+
 	waitMu sync.Mutex
 	// waitCh is closed (and cleared) when a new view is published; nil when
 	// nobody is waiting, so an Apply without waiters allocates nothing.
@@ -48,7 +52,10 @@ func New(cfg Config) *FSM {
 	if cfg.ContentLimit <= 0 {
 		cfg.ContentLimit = fsapi.DefaultContentLimit
 	}
-	f := &FSM{cfg: cfg, sessions: make(map[uint64]*session), locks: locks.NewTable()}
+	if cfg.EventHistory <= 0 {
+		cfg.EventHistory = DefaultEventHistory
+	}
+	f := &FSM{cfg: cfg, sessions: make(map[uint64]*session), locks: locks.NewTable(), events: newHistory(cfg.EventHistory)}
 	f.view.Store(&View{tree: emptyTree()})
 	return f
 }
@@ -133,6 +140,7 @@ func (f *FSM) Apply(l *raft.Log) any {
 		if t&IgnoreUnknown != 0 {
 			cur := f.view.Load()
 			f.publish(&View{tree: cur.tree, rev: l.Index})
+			f.events.record(l.Index, nil)
 			return nil
 		}
 		panic(fmt.Sprintf("fsm: entry %d: %v", l.Index, err))
@@ -147,6 +155,9 @@ func (f *FSM) applyCmd(index uint64, cmd any) *Result {
 	r := tx.apply(cmd)
 	f.publish(&View{tree: tx.tree.Commit(), rev: index})
 	f.mu.Unlock()
+	// After the publish: a watcher that receives an event and then reads
+	// sees the change.
+	f.events.record(index, tx.events)
 	if len(tx.grants) > 0 || len(tx.dropped) > 0 {
 		if fn := f.notify.Load(); fn != nil {
 			(*fn)(tx.grants, tx.dropped)

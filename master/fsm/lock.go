@@ -85,6 +85,12 @@ func (t *txn) acquire(c *Acquire, s *session) Result {
 		t.setLockGeneration(c.Path, res.Generation)
 	}
 	n, _ = t.get(c.Path)
+	switch {
+	case res.Granted && !res.Already:
+		t.emitLock(fsapi.ChangeLockAcquired, c.Path, n, s.id, c.Mode)
+	case res.Waiter != 0:
+		t.emitLock(fsapi.ChangeLockRequested, c.Path, n, s.id, c.Mode)
+	}
 	return Result{Stat: n.Stat, Granted: res.Granted, Generation: res.Generation, Waiter: res.Waiter, Grants: grants}
 }
 
@@ -157,7 +163,8 @@ func (t *txn) lockTick(c *LockTick) Result {
 func (t *txn) granted(gs []locks.Grant) []GrantInfo {
 	var out []GrantInfo
 	for _, g := range gs {
-		t.setLockGeneration(g.Path, g.Generation)
+		n := t.setLockGeneration(g.Path, g.Generation)
+		t.emitLock(fsapi.ChangeLockAcquired, g.Path, n, g.Holder.Session, uint8(g.Mode))
 		out = append(out, GrantInfo{Path: g.Path, Session: g.Holder.Session, Handle: g.Holder.Handle,
 			Mode: uint8(g.Mode), Generation: g.Generation, Waiter: g.Waiter})
 	}

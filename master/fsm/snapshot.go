@@ -167,5 +167,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.sessions = st.sessions
 	f.locks = st.locks
 	f.publish(&View{tree: st.tree.Commit(), rev: st.index})
+	// The event history is not in snapshots: it starts again, empty, at
+	// the snapshot's index.
+	f.events.reset(st.index)
 	return nil
 }
