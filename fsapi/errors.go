@@ -62,7 +62,30 @@ var (
 	// ErrStaleSequencer: a sequencer names a lock generation (or node
 	// instance) that is no longer current, or older than one already seen.
 	ErrStaleSequencer = errors.New("fsapi: sequencer is stale")
+
+	// ErrCompacted: a watch asked for events older than the replica's
+	// event history still holds. See CompactedError for the revision to
+	// resume from after re-reading.
+	ErrCompacted = errors.New("fsapi: events compacted")
 )
+
+// CompactedError says a watch asked for events from a revision older than
+// the oldest the master's event history still holds complete (Floor). The
+// watcher must re-read the state it follows, which then reflects at least
+// revision Current, and watch again from Current+1. It unwraps to
+// ErrCompacted.
+type CompactedError struct {
+	From    uint64 // the revision asked for
+	Floor   uint64 // the oldest revision still held complete
+	Current uint64 // the master's applied revision when it answered
+}
+
+func (e *CompactedError) Error() string {
+	return fmt.Sprintf("fsapi: events compacted: revision %d is older than the oldest kept (%d); current revision is %d: "+
+		"re-read, then watch from %d", e.From, e.Floor, e.Current, e.Current+1)
+}
+
+func (e *CompactedError) Unwrap() error { return ErrCompacted }
 
 // NotMasterError is returned by a replica that is not the master. Leader
 // is the master's address when the replica knows it, else "".

@@ -16,6 +16,7 @@ import (
 
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/lease"
+	"github.com/haspcell/hasp/master/fsm"
 )
 
 // Config configures one replica. A zero field means the value stored in
@@ -57,6 +58,11 @@ type Config struct {
 	// (default 8192); TrailingLogs how many stay after one (default 10240).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// EventHistory is how many recent change events the replica keeps in
+	// memory for watches (default 32768, about 200 bytes each plus the
+	// path). A watch that resumes from an older revision gets
+	// fsapi.ErrCompacted. The replica's own setting: replicas may differ.
+	EventHistory int
 
 	// Logger receives the replica's logs (default: discard).
 	Logger *slog.Logger
@@ -71,6 +77,9 @@ type Config struct {
 	Listener net.Listener
 }
 
+// maxEventHistory bounds Config.EventHistory (about 2 GiB of events).
+const maxEventHistory = 10_000_000
+
 // DefaultConfig returns the defaults for a replica on a LAN.
 func DefaultConfig() Config {
 	return Config{
@@ -81,6 +90,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 150 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
+		EventHistory:       fsm.DefaultEventHistory,
 	}
 }
 
@@ -99,6 +109,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	check(c.ContentLimit > 0 && c.ContentLimit <= 1<<20, "content limit %d must be in (0, 1 MiB]", c.ContentLimit)
+	check(c.EventHistory >= 0 && c.EventHistory <= maxEventHistory, "event history %d must be in [0, %d] (0: the default)", c.EventHistory, maxEventHistory)
 	check(c.SessionLease >= time.Second, "session lease %v must be at least 1s", c.SessionLease)
 	check(c.HeartbeatTimeout >= 5*time.Millisecond, "heartbeat timeout %v too small", c.HeartbeatTimeout)
 	check(c.ElectionTimeout >= c.HeartbeatTimeout, "election timeout %v below heartbeat timeout %v", c.ElectionTimeout, c.HeartbeatTimeout)
@@ -175,6 +186,7 @@ type replicaFile struct {
 	LeaderLeaseMS     int64  `json:"leader_lease_timeout_ms,omitempty"`
 	SnapshotThreshold uint64 `json:"snapshot_threshold,omitempty"`
 	TrailingLogs      uint64 `json:"trailing_logs,omitempty"`
+	EventHistory      int    `json:"event_history,omitempty"`
 }
 
 const replicaFileName = "replica.json"
@@ -223,6 +235,7 @@ func (c *Config) LoadStored() (bool, error) {
 	fillMS(&c.LeaderLeaseTimeout, rf.LeaderLeaseMS)
 	fillInt(&c.SnapshotThreshold, rf.SnapshotThreshold)
 	fillInt(&c.TrailingLogs, rf.TrailingLogs)
+	fillInt(&c.EventHistory, rf.EventHistory)
 	return true, nil
 }
 
@@ -232,6 +245,7 @@ func (c *Config) fillDefaults() {
 	fillInt(&c.ContentLimit, d.ContentLimit)
 	fillInt(&c.SnapshotThreshold, d.SnapshotThreshold)
 	fillInt(&c.TrailingLogs, d.TrailingLogs)
+	fillInt(&c.EventHistory, d.EventHistory)
 	for _, f := range []struct {
 		field *time.Duration
 		def   time.Duration
@@ -261,7 +275,7 @@ func (c *Config) store() error {
 	rf := replicaFile{ID: c.ID, Listen: c.Listen, Advertise: c.Advertise, CellName: c.CellName, ContentLimit: c.ContentLimit,
 		SessionLeaseMS: c.SessionLease.Milliseconds(), HeartbeatMS: c.HeartbeatTimeout.Milliseconds(),
 		ElectionMS: c.ElectionTimeout.Milliseconds(), LeaderLeaseMS: c.LeaderLeaseTimeout.Milliseconds(),
-		SnapshotThreshold: c.SnapshotThreshold, TrailingLogs: c.TrailingLogs}
+		SnapshotThreshold: c.SnapshotThreshold, TrailingLogs: c.TrailingLogs, EventHistory: c.EventHistory}
 	b, err := json.MarshalIndent(rf, "", "  ")
 	if err != nil {
 		return err

@@ -129,7 +129,7 @@ func (s *Server) openReplica() error {
 	if err != nil {
 		return fmt.Errorf("master: open snapshot store: %w", err)
 	}
-	s.fsm = fsm.New(fsm.Config{ContentLimit: s.cfg.ContentLimit})
+	s.fsm = fsm.New(fsm.Config{ContentLimit: s.cfg.ContentLimit, EventHistory: s.cfg.EventHistory})
 	s.fsm.SetLockNotify(s.lockw.notify)
 	return s.startRaft(snaps)
 }

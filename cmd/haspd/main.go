@@ -29,7 +29,7 @@ func main() {
 type options struct {
 	id, dir, listen, advertise, cell, initial, logLevel string
 	dev                                                 bool
-	contentLimit                                        int
+	contentLimit, eventHistory                          int
 	sessionLease, heartbeat                             time.Duration
 	memLimitMiB                                         int64
 	debugAddr                                           string
@@ -53,6 +53,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.sessionLease, "session-lease", def.SessionLease, "session lease granted by KeepAlives (stored in --dir)")
 	fs.DurationVar(&o.heartbeat, "heartbeat-timeout", def.HeartbeatTimeout,
 		"Raft heartbeat and election timeout; the same on every replica (stored in --dir)")
+	fs.IntVar(&o.eventHistory, "event-history", def.EventHistory,
+		"change events kept in memory for watches; a watch resuming from an older revision is told it was compacted (stored in --dir)")
 	fs.StringVar(&o.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Int64Var(&o.memLimitMiB, "memory-limit", 64, "soft memory limit per replica in MiB for the Go GC (0: none; the GOMEMLIMIT variable wins)")
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +152,12 @@ func (o *options) config(logger *slog.Logger) (master.Config, error) {
 	}
 	if o.set["session-lease"] {
 		cfg.SessionLease = o.sessionLease
+	}
+	if o.set["event-history"] {
+		if o.eventHistory < 1 {
+			return cfg, fmt.Errorf("--event-history %d: must be at least 1", o.eventHistory)
+		}
+		cfg.EventHistory = o.eventHistory
 	}
 	if o.set["heartbeat-timeout"] {
 		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = o.heartbeat, o.heartbeat, o.heartbeat/2

@@ -37,8 +37,9 @@ const (
 	CodeNotHeld
 	CodeNoWaiter
 	CodeStaleSequencer
+	CodeCompacted
 
-	lastCode = CodeStaleSequencer
+	lastCode = CodeCompacted
 )
 
 var codeErrs = map[Code]error{
@@ -62,6 +63,7 @@ var codeErrs = map[Code]error{
 	CodeNotHeld:            fsapi.ErrNotHeld,
 	CodeNoWaiter:           fsapi.ErrNoWaiter,
 	CodeStaleSequencer:     fsapi.ErrStaleSequencer,
+	CodeCompacted:          fsapi.ErrCompacted,
 }
 
 // Error is an error as carried on the wire.

@@ -387,6 +387,13 @@ type StatusResponse struct {
 	CacheEntries         int      `codec:",omitempty"`
 	InvalidationsPending int      `codec:",omitempty"`
 	Servers              []Server // the Raft configuration this replica knows
+	// EventsHeld counts the change events in this replica's history,
+	// EventFloor is the oldest revision it holds complete (a watch from
+	// an older one is compacted), and Watches counts the Watch calls
+	// waiting at it.
+	EventsHeld int    `codec:",omitempty"`
+	EventFloor uint64 `codec:",omitempty"`
+	Watches    int    `codec:",omitempty"`
 }
 
 // Server is one member of the Raft configuration.
