@@ -31,6 +31,7 @@ var sentinels = []struct {
 	{fsapi.ErrIsDir, wire.CodeIsDir},
 	{fsapi.ErrWrongCell, wire.CodeWrongCell},
 	{fsapi.ErrUnavailable, wire.CodeUnavailable},
+	{fsapi.ErrCompacted, wire.CodeCompacted},
 }
 
 // overTheWire sends an error as a replica does (in a response header,
@@ -196,5 +197,23 @@ func TestToWireDeterministic(t *testing.T) {
 		if len(codes) != 1 {
 			t.Errorf("ToWire(%q) gave codes %v over 200 calls; want one code every time", err, codes)
 		}
+	}
+}
+
+// TestCompactedErrorRoundTrip: the typed error a master answers a
+// compacted watch with travels as CodeCompacted and matches ErrCompacted;
+// the numbers travel in WatchResponse.
+func TestCompactedErrorRoundTrip(t *testing.T) {
+	err := fmt.Errorf("watch /a: %w", &fsapi.CompactedError{From: 3, Floor: 10, Current: 99})
+	if w := wire.ToWire(err); w.Code != wire.CodeCompacted {
+		t.Fatalf("code %d", w.Code)
+	}
+	got := overTheWire(t, err)
+	if !errors.Is(got, fsapi.ErrCompacted) || got.Error() != err.Error() {
+		t.Fatalf("after the round trip: %v", got)
+	}
+	var ce *fsapi.CompactedError
+	if !errors.As(err, &ce) || ce.Current != 99 || !errors.Is(err, fsapi.ErrCompacted) {
+		t.Fatalf("typed error: %v", err)
 	}
 }

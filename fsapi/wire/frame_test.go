@@ -77,6 +77,9 @@ func requests() []message {
 		{"CheckSequencer", wire.MsgCheckSequencer, &wire.CheckSequencerRequest{Header: hdr, Sequencer: []byte("\x01\x01")},
 			func() any { return new(wire.CheckSequencerRequest) }},
 		{"GetLock", wire.MsgGetLock, &wire.GetLockRequest{Header: hdr, NodeRef: wire.NodeRef{Path: "/l"}}, func() any { return new(wire.GetLockRequest) }},
+		{"Watch", wire.MsgWatch, &wire.WatchRequest{Header: hdr, Path: "/svc", Recursive: true, FromRevision: 1234, FromIndex: 2,
+			HoldMillis: 15000, MaxEvents: 100}, func() any { return new(wire.WatchRequest) }},
+		{"WatchChildren", wire.MsgWatch, &wire.WatchRequest{Header: hdr, Path: "/", Children: true}, func() any { return new(wire.WatchRequest) }},
 	}
 }
 
@@ -117,6 +120,12 @@ func responses() []message {
 			Holders: []wire.LockOwner{{Session: 1, Handle: 2, Mode: 2}, {Session: 3, Handle: 1, Mode: 2, Waiter: 5}},
 			Waiters: []wire.LockOwner{{Session: 9, Handle: 1, Mode: 1, Waiter: 6}}, WaiterCount: 1},
 			func() any { return new(wire.GetLockResponse) }},
+		{"Watch", wire.MsgWatch, &wire.WatchResponse{RespHeader: rhdr, Events: []fsapi.Event{
+			{Revision: 7, Kind: fsapi.ChangeCreated, Path: "/svc/a", Stat: fullStat},
+			{Revision: 8, Index: 1, Kind: fsapi.ChangeLockAcquired, Path: "/svc", Stat: fullStat, Session: 3, Mode: 2}}, More: true},
+			func() any { return new(wire.WatchResponse) }},
+		{"WatchCompacted", wire.MsgWatch, &wire.WatchResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeCompacted,
+			Message: "fsapi: events compacted"}, Revision: 900}, Compacted: true, Floor: 500}, func() any { return new(wire.WatchResponse) }},
 		{"Error", wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeWrongEpoch,
 			Message: "fsapi: wrong epoch; master epoch is 9", Epoch: 9}, Epoch: 9}}, func() any { return new(wire.ErrorResponse) }},
 	}
@@ -477,7 +486,7 @@ func TestProtocolNumbersFrozen(t *testing.T) {
 	types := map[wire.MsgType]byte{wire.MsgCreateSession: 1, wire.MsgKeepAlive: 2, wire.MsgCloseSession: 3, wire.MsgOpen: 4,
 		wire.MsgGetContents: 5, wire.MsgGetStat: 6, wire.MsgReadDir: 7, wire.MsgSetContents: 8, wire.MsgDelete: 9,
 		wire.MsgStatus: 10, wire.MsgAcquire: 11, wire.MsgLockWait: 12, wire.MsgRelease: 13, wire.MsgCancelWait: 14,
-		wire.MsgCheckSequencer: 15, wire.MsgGetLock: 16, wire.MsgError: 255}
+		wire.MsgCheckSequencer: 15, wire.MsgGetLock: 16, wire.MsgWatch: 17, wire.MsgError: 255}
 	for typ, want := range types {
 		if byte(typ) != want {
 			t.Errorf("%v = %d, want %d", typ, typ, want)
@@ -486,7 +495,8 @@ func TestProtocolNumbersFrozen(t *testing.T) {
 	codes := []wire.Code{wire.CodeOK, wire.CodeInternal, wire.CodeNotExist, wire.CodeExist, wire.CodeNotEmpty,
 		wire.CodeGenerationMismatch, wire.CodeTooLarge, wire.CodeBadName, wire.CodeBadRequest, wire.CodeSessionExpired,
 		wire.CodeHandleClosed, wire.CodeHandleInvalid, wire.CodePermission, wire.CodeNotDir, wire.CodeIsDir,
-		wire.CodeWrongCell, wire.CodeNotMaster, wire.CodeWrongEpoch, wire.CodeUnavailable}
+		wire.CodeWrongCell, wire.CodeNotMaster, wire.CodeWrongEpoch, wire.CodeUnavailable, wire.CodeHeld, wire.CodeLockDelay,
+		wire.CodeNotHeld, wire.CodeNoWaiter, wire.CodeStaleSequencer, wire.CodeCompacted}
 	for i, c := range codes {
 		if int(c) != i {
 			t.Errorf("code %d at position %d", c, i)
