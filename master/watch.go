@@ -66,6 +66,12 @@ func (s *Server) watch(ctx context.Context, req *wire.WatchRequest) (*wire.Watch
 		if len(b.Events) > 0 {
 			return watchAnswer(b, from), nil
 		}
+		// Nothing matched up to b.Last: wait from after it, so that the
+		// traffic on other paths cannot compact this watch while it waits
+		// (the history wakes every waiter often enough for that).
+		if b.Last >= from {
+			from, fromIndex = b.Last+1, 0
+		}
 		select {
 		case <-w.C:
 			continue

@@ -92,7 +92,10 @@ func (f *FSM) EventLast() uint64  { return f.events.stats().last }
 func (f *FSM) EventCount() int    { return f.events.stats().n }
 
 // EventWaiter is woken (C receives) after the history records an event that
-// matches its filter, and after a Restore empties the history. C has room
+// matches its filter, after a Restore empties the history, and now and then
+// without a reason (every quarter of the history's capacity of events), so
+// that a reader that moves its position up to the history's Last after
+// each read is never compacted while it waits. C has room
 // for one wake-up, so a wake-up that comes while nobody reads is kept.
 // Register before reading the history, so that no event recorded in
 // between goes unnoticed.
@@ -140,6 +143,9 @@ type history struct {
 	n     int // events held
 	floor uint64
 	last  uint64
+	// sinceSweep counts the events recorded since every waiter was last
+	// woken (see record).
+	sinceSweep int
 
 	wmu sync.Mutex // protects following fields
 	// Waiters by filter kind, keyed by filter path.
@@ -171,6 +177,13 @@ func (h *history) at(i int) *fsapi.Event { return &h.buf[(h.head+i)%len(h.buf)] 
 // wakes the waiters they match. Apply calls it, after publishing the
 // state the events describe, for every entry that reaches the FSM's state
 // (even one without events, so that Last follows the applied index).
+//
+// A waiter that read the history at revision L (and then moves its
+// position to L+1) cannot be compacted before more than the ring's
+// capacity of events are recorded after that read. Every capacity/4
+// events, record wakes every waiter, matching or not, so that each reads
+// again and moves its position up: a watch of a quiet path is not
+// compacted by the traffic on others.
 func (h *history) record(index uint64, evs []fsapi.Event) {
 	h.mu.Lock()
 	for i := range evs {
@@ -178,9 +191,30 @@ func (h *history) record(index uint64, evs []fsapi.Event) {
 		h.push(evs[i])
 	}
 	h.last = index
+	h.sinceSweep += len(evs)
+	sweep := h.sinceSweep >= max(h.capacity/4, 1)
+	if sweep {
+		h.sinceSweep = 0
+	}
 	h.mu.Unlock()
-	if len(evs) > 0 {
+	switch {
+	case sweep:
+		h.wakeAll()
+	case len(evs) > 0:
 		h.notify(evs)
+	}
+}
+
+// wakeAll wakes every waiter.
+func (h *history) wakeAll() {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	for _, m := range []map[string]map[*EventWaiter]struct{}{h.exact, h.children, h.recursive} {
+		for _, ws := range m {
+			for w := range ws {
+				w.wake()
+			}
+		}
 	}
 }
 
@@ -206,16 +240,9 @@ func (h *history) reset(index uint64) {
 	clear(h.buf)
 	h.buf, h.head, h.n = nil, 0, 0
 	h.floor, h.last = index+1, index
+	h.sinceSweep = 0
 	h.mu.Unlock()
-	h.wmu.Lock()
-	for _, m := range []map[string]map[*EventWaiter]struct{}{h.exact, h.children, h.recursive} {
-		for _, ws := range m {
-			for w := range ws {
-				w.wake()
-			}
-		}
-	}
-	h.wmu.Unlock()
+	h.wakeAll()
 }
 
 func (h *history) since(from uint64, fromIndex uint32, filter EventFilter, limit, maxBytes int) EventBatch {

@@ -502,3 +502,42 @@ func TestEventWaiterNoLostWakeup(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestEventWaiterQuietPathNotCompacted: a reader of a quiet path that
+// moves its position to the history's Last whenever woken is never
+// compacted, however much happens elsewhere: the history wakes every
+// waiter before the ring can pass a position read that way.
+func TestEventWaiterQuietPathNotCompacted(t *testing.T) {
+	h := newTester(t, Config{EventHistory: 8})
+	h.must(mkfile(s1, "/busy", ""))
+	quiet := EventFilter{Path: "/quiet"}
+	w := h.f.WaitEvents(quiet)
+	defer w.Stop()
+	from, wakes := h.index+1, 0
+	read := func() EventBatch {
+		b := h.f.EventsSince(from, 0, quiet, 0, 0)
+		if b.Compacted {
+			t.Fatalf("quiet reader compacted at %d (floor %d, last %d)", from, b.Floor, b.Last)
+		}
+		from = max(from, b.Last+1)
+		return b
+	}
+	read()
+	for range 200 {
+		h.must(set(s1, "/busy", "x"))
+		select {
+		case <-w.C:
+			wakes++
+			read()
+		default:
+		}
+	}
+	if wakes < 200/2-1 {
+		t.Fatalf("woken %d times in 200 events with a ring of 8", wakes)
+	}
+	h.must(mkfile(s1, "/quiet", ""))
+	<-w.C
+	if b := read(); len(b.Events) != 1 || b.Events[0].Kind != fsapi.ChangeCreated {
+		t.Fatalf("quiet event: %v", evs(b.Events))
+	}
+}
