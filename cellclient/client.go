@@ -247,7 +247,7 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 	switch typ {
 	case wire.MsgKeepAlive:
 		timeout = c.leaseTTL + c.cfg.AttemptTimeout
-	case wire.MsgAcquire, wire.MsgLockWait: // the master may hold them lockHold
+	case wire.MsgAcquire, wire.MsgLockWait, wire.MsgWatch: // the master may hold them lockHold
 		timeout = lockHold + c.cfg.AttemptTimeout
 	}
 	for try := 0; ; try++ {

@@ -28,6 +28,9 @@ type OpenOptions struct {
 	// DefaultLockDelay (10 s); 0 to MaxLockDelay (60 s) are allowed, 0
 	// meaning none. Use LockDelay(d) to set it. A Release never starts it.
 	LockDelay *time.Duration
+	// Events chooses the handle events Handle.Events delivers (see
+	// EventMask); 0 for none.
+	Events EventMask
 }
 
 // Open opens the node called name (/ls/CELL/...; "local" for this cell),
@@ -81,6 +84,10 @@ func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Han
 	h := &Handle{c: c, name: fsapi.FullName(c.cell, path), ref: wire.NodeRef{Path: path, Instance: resp.Stat.Instance},
 		created: resp.Created, id: c.handleIDs.Add(1), lockDelay: lockDelay}
 	h.poisonCtx, h.poison = context.WithCancel(context.Background())
+	if err := h.startEvents(ctx, opts.Events, &resp); err != nil { // handleevents.go
+		h.shut()
+		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
 	return h, nil
 }
 
@@ -111,6 +118,9 @@ type Handle struct {
 
 	poisonCtx context.Context // ends at Close and Poison
 	poison    context.CancelFunc
+	// events delivers the handle events chosen at Open (handleevents.go);
+	// nil if none were.
+	events chan WatchEvent
 
 	mu       sync.Mutex // protects following fields
 	closed   error
