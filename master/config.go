@@ -59,7 +59,7 @@ type Config struct {
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
 	// EventHistory is how many recent change events the replica keeps in
-	// memory for watches (default 32768, about 200 bytes each plus the
+	// memory for watches (default 32768, 136 bytes each plus the
 	// path). A watch that resumes from an older revision gets
 	// fsapi.ErrCompacted. The replica's own setting: replicas may differ.
 	EventHistory int
@@ -77,7 +77,7 @@ type Config struct {
 	Listener net.Listener
 }
 
-// maxEventHistory bounds Config.EventHistory (about 2 GiB of events).
+// maxEventHistory bounds Config.EventHistory (about 1.4 GiB of events).
 const maxEventHistory = 10_000_000
 
 // DefaultConfig returns the defaults for a replica on a LAN.

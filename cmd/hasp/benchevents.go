@@ -151,14 +151,15 @@ type benchEventsResult struct {
 // gathers what each watcher received.
 func (a *app) runBenchEvents(ctx context.Context, o eventsBenchOptions, h *cellclient.Handle,
 	watchers []*cellclient.Client) (benchEventsResult, error) {
-	st, err := h.GetStat(ctx)
-	if err != nil {
-		return benchEventsResult{}, err
-	}
+	// The file was just created, with contents: generation 1 at revision
+	// Instance. (Not read: a read would make the writer cache the file,
+	// and then every write would first wait for the writer's own
+	// invalidation to be acknowledged.)
+	st := fsapi.Stat{ContentGeneration: 1, ModifiedRevision: h.Instance()}
 	wctx, stopWatches := context.WithCancel(ctx)
 	defer stopWatches()
 	chans := make([]<-chan cellclient.WatchEvent, len(watchers))
-	err = parallel(len(watchers), setupWidth, func(i int) error {
+	err := parallel(len(watchers), setupWidth, func(i int) error {
 		ch, err := watchers[i].Watch(wctx, h.Name(), cellclient.WatchOptions{FromRevision: st.ModifiedRevision + 1})
 		chans[i] = ch
 		return err
