@@ -3,7 +3,6 @@ package mastertest
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,12 +76,7 @@ func New(t testing.TB, opts Options) *Cell {
 	c := &Cell{t: t, opts: opts}
 	base := t.TempDir()
 	for i := range opts.N {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := &Replica{ID: fmt.Sprintf("r%d", i+1), Dir: filepath.Join(base, fmt.Sprintf("r%d", i+1)), Addr: ln.Addr().String()}
-		ln.Close()
+		r := &Replica{ID: fmt.Sprintf("r%d", i+1), Dir: filepath.Join(base, fmt.Sprintf("r%d", i+1)), Addr: FreeAddr(t)}
 		r.raftAddr = raft.ServerAddress(r.Addr)
 		if opts.Inmem {
 			r.raftAddr, r.trans = raft.NewInmemTransport("")

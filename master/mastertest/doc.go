@@ -2,7 +2,7 @@
 // for tests of the server, the client and the two together.
 //
 // Each replica is a real master.Server on its own badger store in a
-// t.TempDir(), listening for clients on a 127.0.0.1 port. Raft runs either
+// t.TempDir(), listening for clients on a free loopback address (a random 127.a.b.c, see FreeAddr). Raft runs either
 // on the real TCP transport (what users run: Raft and clients share the
 // port) or on raft.InmemTransport (fast, and partitions are exact).
 //

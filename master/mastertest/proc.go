@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +40,7 @@ type ProcOptions struct {
 	LogTail int
 }
 
-// ProcCell is a cell of real haspd processes on 127.0.0.1, for tests that
+// ProcCell is a cell of real haspd processes on loopback, for tests that
 // need what an in-process cell cannot do: kill -9, SIGSTOP/SIGCONT. Each
 // replica writes stdout and stderr to a log file that is printed when the
 // test fails. It does not know which replica is master: ask them
@@ -446,14 +445,13 @@ func tail(s string, n int) string {
 // moment ago.
 func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
+	seen := map[string]bool{}
 	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for len(out) < n {
+		if a := FreeAddr(t); !seen[a] {
+			seen[a] = true
+			out = append(out, a)
 		}
-		defer ln.Close()
-		out = append(out, ln.Addr().String())
 	}
 	return out
 }
