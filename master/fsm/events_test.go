@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -457,6 +459,7 @@ func TestEventWaiterNoLostWakeup(t *testing.T) {
 	start := h.index + 1
 	var wg sync.WaitGroup
 	errs := make(chan error, files)
+	var seen [files]atomic.Uint64 // writes each reader has consumed
 	for k := range files {
 		wg.Add(1)
 		go func() {
@@ -464,6 +467,7 @@ func TestEventWaiterNoLostWakeup(t *testing.T) {
 			path := fmt.Sprintf("/f%d", k)
 			w := h.f.WaitEvents(EventFilter{Path: path})
 			defer w.Stop()
+			defer seen[k].Store(math.MaxUint32) // a reader that gives up does not hold the writer
 			from, gen := start, uint64(1)
 			deadline := time.After(30 * time.Second)
 			for gen < 1+writes/files {
@@ -478,6 +482,7 @@ func TestEventWaiterNoLostWakeup(t *testing.T) {
 						return
 					}
 					gen, from = e.Stat.ContentGeneration, e.Revision+1
+					seen[k].Store(gen - 1)
 				}
 				if len(b.Events) == 0 {
 					select {
@@ -490,11 +495,23 @@ func TestEventWaiterNoLostWakeup(t *testing.T) {
 			}
 		}()
 	}
+	// The writer runs at most lag writes per file ahead of each reader, so
+	// the ring of 64 never passes a reader that is woken as it should be
+	// (a sleep-paced writer outran the readers on a loaded CI machine). A
+	// lost wakeup still shows: the reader never advances and the writer
+	// gives up.
+	const lag = 8
 	for n := range writes {
-		h.must(set(s1, fmt.Sprintf("/f%d", n%files), "x"))
-		if n%50 == 0 {
-			time.Sleep(time.Millisecond) // let readers keep up with the small ring
+		for k := range files {
+			done := uint64((n + files - 1 - k) / files) // writes to /fk before this one
+			for stuck := time.Now().Add(30 * time.Second); seen[k].Load()+lag < done; {
+				if time.Now().After(stuck) {
+					t.Fatalf("/f%d: reader stuck at %d of %d writes", k, seen[k].Load(), done)
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
 		}
+		h.must(set(s1, fmt.Sprintf("/f%d", n%files), "x"))
 	}
 	wg.Wait()
 	close(errs)
