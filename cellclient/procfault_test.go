@@ -413,3 +413,53 @@ func TestProcRestartKeepsLeaseTiming(t *testing.T) {
 			"whose lease is at most %v: the heartbeat timeout was not kept in --dir", cell.ID(m), longest, hb, want)
 	}
 }
+
+// TestProcDeposedMasterKeepsSessions: the master is paused (SIGSTOP) for
+// longer than a session lease, with every client's KeepAlive held there,
+// and another replica takes over. When the old master resumes it still
+// believes it leads for a moment, and its lease table says every session
+// ran out while it slept. It must not answer the KeepAlives it holds with
+// "session expired" (it once did, ending sessions the new master kept
+// alive): it may only point the clients at the new master. Repeated with
+// several clients so that some KeepAlive is surely held across the pause.
+func TestProcDeposedMasterKeepsSessions(t *testing.T) {
+	const sessionLease = 3 * time.Second
+	cell := mastertest.StartProcCell(t, mastertest.ProcOptions{N: 3, SessionLease: sessionLease})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var clients []*cellclient.Client
+	for range 4 {
+		// A long attempt timeout keeps each KeepAlive waiting at the paused
+		// master until it resumes; a long grace period keeps the sessions
+		// alive on the client side meanwhile.
+		clients = append(clients, procDialConfig(t, ctx, cellclient.Config{Addrs: cell.Addrs(),
+			AttemptTimeout: 10 * time.Second, GracePeriod: 30 * time.Second}))
+	}
+	for round := range 2 {
+		m := procMaster(t, cell, 30*time.Second)
+		time.Sleep(700 * time.Millisecond) // KeepAlives settle at m
+		cell.Stop(m)
+		time.Sleep(sessionLease + 500*time.Millisecond)
+		cell.Cont(m)
+		// Every session keeps working through the new master.
+		for i, c := range clients {
+			name := fmt.Sprintf("/ls/local/deposed-%d", i)
+			wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+			h, err := c.Open(wctx, name, &cellclient.OpenOptions{Create: fsapi.CreateMay})
+			if err == nil {
+				_, err = h.SetContents(wctx, []byte(fmt.Sprint(round)), 0)
+			}
+			wcancel()
+			if err != nil {
+				t.Fatalf("round %d: client %d (session %d) after the old master %s resumed: %v (session: %v)",
+					round, i, c.Session(), cell.ID(m), err, c.Err())
+			}
+		}
+		time.Sleep(sessionLease) // the resumed master's held KeepAlives have all answered
+		for i, c := range clients {
+			if err := c.Err(); err != nil {
+				t.Fatalf("round %d: client %d's session ended: %v", round, i, err)
+			}
+		}
+	}
+}

@@ -55,8 +55,8 @@ func (s *Server) master() (*leaderState, error) {
 // older epoch is rejected with the new one: the client then knows a
 // fail-over happened (and flushes what it may have missed) before its calls
 // go on. A call from a newer epoch means this master is stale.
-func (s *Server) session(h wire.Header) (*leaderState, error) {
-	ls, err := s.liveSession(h)
+func (s *Server) session(ctx context.Context, h wire.Header) (*leaderState, error) {
+	ls, err := s.liveSession(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -70,15 +70,29 @@ func (s *Server) session(h wire.Header) (*leaderState, error) {
 }
 
 // liveSession checks the master and the session, not the epoch.
-func (s *Server) liveSession(h wire.Header) (*leaderState, error) {
+//
+// Only a master that knows its state is current may call a session gone: a
+// deposed master resumed after a pause still thinks it leads, and its FSM
+// lacks sessions created since. So without the master lease, a missing
+// session is looked up again after a ReadIndex round, which a deposed
+// master fails (the client then hunts for the real master).
+func (s *Server) liveSession(ctx context.Context, h wire.Header) (*leaderState, error) {
 	ls, err := s.master()
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := s.fsm.Session(h.Session); !ok {
-		return nil, fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, h.Session)
+	if _, ok := s.fsm.Session(h.Session); ok {
+		return ls, nil
 	}
-	return ls, nil
+	if !s.leaseHolds(ls) {
+		if err := s.readIndex(ctx); err != nil {
+			return nil, s.raftErr(err)
+		}
+		if _, ok := s.fsm.Session(h.Session); ok {
+			return ls, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, h.Session)
 }
 
 // propose commits one command and returns the FSM's result.
@@ -151,7 +165,7 @@ func (s *Server) raftErr(err error) error {
 // (see cachetable.go).
 func (s *Server) write(ctx context.Context, h wire.Header, w wire.WriteHeader, inv invalSet, t fsm.CmdType,
 	build func(fsm.WriteMeta) any) (*fsm.Result, uint64, error) {
-	ls, err := s.session(h)
+	ls, err := s.session(ctx, h)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -257,7 +271,7 @@ func (s *Server) read(ctx context.Context, h wire.Header, path string) (*fsm.Vie
 	if err := fsapi.CheckPath(path); err != nil {
 		return nil, err
 	}
-	ls, err := s.session(h)
+	ls, err := s.session(ctx, h)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +357,7 @@ func (s *Server) createSession(ctx context.Context, req *wire.CreateSessionReque
 // keepAlive holds the call until the session's lease nears its end (or the
 // master steps down), then extends the lease from the moment of the reply.
 func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wire.KeepAliveResponse, error) {
-	ls, err := s.liveSession(req.Header)
+	ls, err := s.liveSession(ctx, req.Header)
 	if err != nil {
 		return nil, err
 	}
@@ -375,6 +389,22 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		break
 	}
 	sent := s.clock.Now()
+	if !s.leaseHolds(ls) {
+		// Extend a session's lease, or call it expired, only as the master
+		// of the moment: a master deposed while paused (SIGSTOP) would
+		// otherwise answer from its stale lease table and end a session
+		// that the real master keeps alive, or grant it a lease the real
+		// master does not know of. A ReadIndex round after sent shows that
+		// no newer master existed at sent, so any later master's
+		// extension of this session (a full lease from its takeover)
+		// covers this one.
+		if err := s.verifier.verify(ctx); err != nil {
+			return nil, s.raftErr(err)
+		}
+		if s.leading.Load() != ls {
+			return nil, &fsapi.NotMasterError{}
+		}
+	}
 	if !s.leases.extend(req.Session, sent) {
 		return nil, fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, req.Session)
 	}
@@ -389,7 +419,7 @@ func (s *Server) closeSession(ctx context.Context, req *wire.CloseSessionRequest
 	// A closing client has stopped using its cache (Client.Close disables
 	// it first): forget it now, so that neither this write nor any other
 	// waits for its acknowledgement or its flush.
-	if _, err := s.session(req.Header); err == nil {
+	if _, err := s.session(ctx, req.Header); err == nil {
 		s.cache.dropSession(req.Session)
 	}
 	_, idx, err := s.write(ctx, req.Header, req.WriteHeader, s.sessionEndPaths(req.Session), fsm.CmdCloseSession, func(m fsm.WriteMeta) any {

@@ -135,7 +135,7 @@ func (s *Server) lockWait(ctx context.Context, req *wire.LockWaitRequest) (*wire
 	if err := fsapi.CheckPath(req.Path); err != nil {
 		return nil, err
 	}
-	if _, err := s.session(req.Header); err != nil {
+	if _, err := s.session(ctx, req.Header); err != nil {
 		return nil, err
 	}
 	if err := s.checkRef(req.NodeRef); err != nil {
@@ -170,7 +170,7 @@ func (s *Server) waitGrant(ctx context.Context, h wire.Header, ref wire.NodeRef,
 			case <-ch:
 				continue
 			case <-recheck.C:
-				if _, err := s.liveSession(h); err != nil {
+				if _, err := s.liveSession(ctx, h); err != nil {
 					return nil, err
 				}
 				continue

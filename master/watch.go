@@ -32,7 +32,7 @@ func (s *Server) watch(ctx context.Context, req *wire.WatchRequest) (*wire.Watch
 	if err := fsapi.CheckPath(req.Path); err != nil {
 		return nil, err
 	}
-	ls, err := s.session(req.Header)
+	ls, err := s.session(ctx, req.Header)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func (s *Server) watch(ctx context.Context, req *wire.WatchRequest) (*wire.Watch
 			return watchAnswer(b, from), nil
 		case <-recheck.C:
 			// A session that ends is noticed here, as in waitGrant.
-			if _, err := s.liveSession(req.Header); err != nil {
+			if _, err := s.liveSession(ctx, req.Header); err != nil {
 				return nil, err
 			}
 		case <-ctx.Done():
