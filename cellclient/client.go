@@ -252,8 +252,20 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 	}
 	for try := 0; ; try++ {
 		if try > 0 {
-			if err := sleepCtx(ctx, backoff(try)); err != nil {
-				return c.giveUp(err, lastErr, isWrite && maybeSent)
+			t := time.NewTimer(backoff(try))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return c.giveUp(ctx.Err(), lastErr, isWrite && maybeSent)
+			case <-c.doneCh:
+				t.Stop()
+			}
+			// A call in flight when the session ended stops with the
+			// session's reason rather than retry forever: no replica will
+			// answer for this session again.
+			if end := c.Err(); end != nil {
+				return c.giveUp(end, lastErr, isWrite && maybeSent)
 			}
 		}
 		cn, err := c.connect(ctx)

@@ -62,6 +62,13 @@ func TestSessionExpiry(t *testing.T) {
 	// Cut the victim off: the master stops hearing its KeepAlives when it
 	// can no longer reach any replica.
 	victim.CutOffForTest()
+	// A call already past its start when the session is cut off, with no
+	// deadline of its own, ends with the session (it once retried forever).
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := h.SetContents(context.Background(), []byte("late"), 0)
+		inFlight <- err
+	}()
 	select {
 	case <-victim.Done():
 	case <-ctx.Done():
@@ -69,6 +76,14 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	if !errors.Is(victim.Err(), fsapi.ErrSessionExpired) {
 		t.Fatalf("Err = %v", victim.Err())
+	}
+	select {
+	case err := <-inFlight:
+		if !errors.Is(err, fsapi.ErrSessionExpired) {
+			t.Fatalf("call in flight at expiry: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a call in flight at expiry is still retrying")
 	}
 	// The master expires it through Raft, deleting its ephemeral node.
 	deadline := time.Now().Add(30 * time.Second)
