@@ -56,6 +56,7 @@ func (a *app) benchCmd() *cobra.Command {
 	pf.StringVar(&o.sessions, "sessions", "per-client", "per-client (a client each) or shared (one client)")
 	cmd.AddCommand(a.benchFailoverCmd())
 	cmd.AddCommand(a.benchLockCmd(o))
+	cmd.AddCommand(a.benchEventsCmd(o))
 	cmd.AddCommand(a.benchInvalCmd(o))
 	cmd.AddCommand(a.benchSessionsCmd(o))
 	for _, w := range []string{"write", "read"} {
