@@ -1,5 +1,7 @@
 package cellclient
 
+import "time"
+
 // SetAddrsForTest replaces the replica list and drops the connection, as if
 // the network changed under the client. Pointing it at an address where
 // nothing listens cuts the client off from the cell.
@@ -17,3 +19,12 @@ func (c *Client) SetAddrsForTest(addrs []string) {
 
 // CutOffForTest cuts the client off from every replica.
 func (c *Client) CutOffForTest() { c.SetAddrsForTest([]string{"127.0.0.1:1"}) }
+
+// LeaseEndForTest is the end of the session's conservative local lease:
+// until then the master has not expired the session (so it still holds its
+// locks), whatever the client's state says.
+func (c *Client) LeaseEndForTest() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leaseEnd
+}
