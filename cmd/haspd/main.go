@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,16 +124,56 @@ func serveDebug(addr string) error {
 
 // setMemoryLimit makes the GC work harder before the heap outgrows the
 // limit, instead of letting it double between collections: a replica's live
-// data is small, but bursts of writes leave garbage behind.
+// data is small, but bursts of writes leave garbage behind. The limit is a
+// floor that follows the live data up (see memLimitFor): a fixed limit below
+// the live data makes the GC run without pause, which starved a master
+// holding thousands of sessions until it lost its quorum.
 func setMemoryLimit(o *options) {
 	if o.memLimitMiB <= 0 || os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}
-	limit := o.memLimitMiB << 20
+	base := o.memLimitMiB << 20
 	if o.dev {
-		limit *= int64(len(devAddrs))
+		base *= int64(len(devAddrs))
 	}
-	debug.SetMemoryLimit(limit)
+	debug.SetMemoryLimit(base)
+	go followLiveHeap(base)
+}
+
+// followLiveHeap resets the memory limit every second from the runtime's
+// own accounting (it runs for the life of the process).
+func followLiveHeap(base int64) {
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+	}
+	for range time.Tick(time.Second) {
+		metrics.Read(samples)
+		var v [6]uint64
+		for i, s := range samples {
+			if s.Value.Kind() == metrics.KindUint64 {
+				v[i] = s.Value.Uint64()
+			}
+		}
+		// Memory the GC cannot free by collecting: stacks, runtime
+		// metadata, buffers outside the heap.
+		overhead := int64(v[1]) - int64(v[2]) - int64(v[3]) - int64(v[4]) - int64(v[5])
+		debug.SetMemoryLimit(memLimitFor(base, int64(v[0]), overhead))
+	}
+}
+
+// memLimitFor is the memory limit for a process whose last GC found live
+// bytes of heap and which holds overhead bytes outside the heap: the
+// configured base, or room for the live heap to grow by half before the
+// next collection if that is more. With at least 50% headroom a
+// collection runs at most about twice as often as under GOGC=100, never
+// back to back.
+func memLimitFor(base, live, overhead int64) int64 {
+	return max(base, max(overhead, 0)+live+live/2)
 }
 
 func newLogger(level string, w io.Writer) (*slog.Logger, error) {
