@@ -19,9 +19,9 @@ var ErrNoLeader = errors.New("cellclient: no leader")
 // ErrResigned is Leadership.Err after Resign.
 var ErrResigned = errors.New("cellclient: resigned")
 
-// DefaultObserveInterval is how often Observe, and a Leadership's loss
-// check, read the election file. They poll until hasp's change events let
-// them wait instead.
+// DefaultObserveInterval is how often Observe reads the election file
+// besides following its events, and how often a Leadership checks its
+// sequencer.
 const DefaultObserveInterval = 500 * time.Millisecond
 
 // Election is primary election on one file (DESIGN.md §7): a campaign
@@ -234,8 +234,11 @@ func (e *Election) read(ctx context.Context, h *Handle) (LeaderInfo, error) {
 
 // Observe delivers the leader now and then every change of leader (a zero
 // LeaderInfo when there is none) until ctx ends, when the channel is
-// closed. It polls every Interval; a change shorter than that may be
-// missed, but the last state is always delivered.
+// closed. It watches the election file, so a new leader (a lock grant and
+// the identity written after it) is seen within a round trip of the
+// change; it also reads every Interval, for what leaves no event on the
+// file (a leader whose session ended without a successor yet). A change
+// shorter than that may be missed, but the last state is always delivered.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	out := make(chan LeaderInfo)
 	go func() {
@@ -244,7 +247,16 @@ func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 		first := true
 		t := time.NewTicker(e.interval())
 		defer t.Stop()
+		var events <-chan WatchEvent
+		stopWatch := func() {}
+		defer func() { stopWatch() }()
 		for {
+			if events == nil {
+				// Watch from now, then read: a change after the read shows
+				// up as an event. A failed watch is tried again next round.
+				stopWatch()
+				events, stopWatch = e.watchFile(ctx)
+			}
 			li, err := e.Leader(ctx)
 			if err == nil || errors.Is(err, ErrNoLeader) {
 				if first || li != last {
@@ -257,6 +269,10 @@ func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 				}
 			}
 			select {
+			case ev, ok := <-events:
+				if !ok || ev.Err != nil {
+					events = nil
+				}
 			case <-t.C:
 			case <-ctx.Done():
 				return
@@ -264,4 +280,16 @@ func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 		}
 	}()
 	return out
+}
+
+// watchFile watches the election file; on an error it returns a nil
+// channel (never ready).
+func (e *Election) watchFile(ctx context.Context) (<-chan WatchEvent, func()) {
+	wctx, cancel := context.WithCancel(ctx)
+	ch, err := e.c.Watch(wctx, e.name, WatchOptions{})
+	if err != nil {
+		cancel()
+		return nil, func() {}
+	}
+	return ch, cancel
 }

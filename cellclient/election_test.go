@@ -35,6 +35,29 @@ func TestElection(t *testing.T) {
 	if li := <-changes; li != (cellclient.LeaderInfo{}) {
 		t.Fatalf("first observation %+v, want none", li)
 	}
+	// An observer that (almost) never polls sees each new leader through
+	// the election file's events.
+	ee := cellclient.NewElection(obs, name)
+	ee.Interval = time.Hour
+	eventChanges := ee.Observe(octx)
+	<-eventChanges
+	nextLeader := func(want string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case li := <-eventChanges:
+				if li.Identity == want {
+					return
+				}
+				if li.Identity != "" {
+					t.Fatalf("event-driven observer saw %q, want %q", li.Identity, want)
+				}
+			case <-deadline:
+				t.Fatalf("event-driven observer did not see %q", want)
+			}
+		}
+	}
 
 	la, err := cellclient.NewElection(a, name).Campaign(ctx, "alpha")
 	if err != nil {
@@ -47,6 +70,7 @@ func TestElection(t *testing.T) {
 	if got := <-changes; got.Identity != "alpha" {
 		t.Fatalf("observed %+v", got)
 	}
+	nextLeader("alpha")
 
 	won := make(chan *cellclient.Leadership, 1)
 	go func() {
@@ -75,6 +99,7 @@ func TestElection(t *testing.T) {
 	if lb.Sequencer().Generation <= la.Sequencer().Generation {
 		t.Fatalf("generations %d then %d", la.Sequencer().Generation, lb.Sequencer().Generation)
 	}
+	nextLeader("beta")
 	for got := range changes {
 		if got.Identity == "beta" {
 			break
