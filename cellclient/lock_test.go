@@ -3,6 +3,7 @@ package cellclient_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -241,9 +242,24 @@ func TestLockWaitDoesNotPinWrites(t *testing.T) {
 	go func() { got <- hb.Acquire(ctx, cellclient.Exclusive) }()
 	waitFor(t, func() bool { i, _ := ha.GetLock(ctx); return i.WaiterCount == 1 })
 	f := openLock(t, ctx, b, "/ls/local/data", nil)
-	for i := range 4200 { // fsm.MaxUnacked is 4096
-		if _, err := f.SetContents(ctx, []byte{byte(i)}, fsapi.AnyGeneration); err != nil {
-			t.Fatalf("write %d while a lock request waits: %v", i, err)
+	// 4,200 writes (fsm.MaxUnacked is 4096) from 16 goroutines, so that
+	// they share fsyncs.
+	const writers, each = 16, 4200/16 + 1
+	errs := make(chan error, writers)
+	for w := range writers {
+		go func() {
+			for i := range each {
+				if _, err := f.SetContents(ctx, []byte{byte(w), byte(i)}, fsapi.AnyGeneration); err != nil {
+					errs <- fmt.Errorf("write %d.%d while a lock request waits: %w", w, i, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 	if err := ha.Release(ctx); err != nil {
