@@ -382,7 +382,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		c.next++
 	}
 	c.mu.Unlock()
-	cn, err := dial(ctx, addr, c.cfg.DialTimeout)
+	cn, err := dial(ctx, addr, c.cfg.DialTimeout, c.cfg.localIP)
 	if err != nil {
 		c.log.Debug("dial failed", "addr", addr, "err", err)
 		return nil, err

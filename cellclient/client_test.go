@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,4 +88,27 @@ func TestFileLifecycle(t *testing.T) {
 		t.Fatalf("closed handle: %v", err)
 	}
 	cell.EnsureSameFSM(t)
+}
+
+// TestLocalAddr: a client connects from the address it is given, and a
+// malformed one is refused before any dial.
+func TestLocalAddr(t *testing.T) {
+	cell := mastertest.New(t, mastertest.Options{N: 3, Inmem: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: cell.Addrs(), LocalAddr: "127.0.0.7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Open(ctx, "/ls/local/from7", &cellclient.OpenOptions{Create: fsapi.CreateMay}); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ConnLocalAddrForTest(); !strings.HasPrefix(got, "127.0.0.7:") {
+		t.Fatalf("connected from %q, want 127.0.0.7", got)
+	}
+	_, err = cellclient.Dial(ctx, cellclient.Config{Addrs: cell.Addrs(), LocalAddr: "127.0.0.300"})
+	if err == nil || !strings.Contains(err.Error(), `local address "127.0.0.300" is not an IP address`) {
+		t.Fatalf("bad LocalAddr: %v", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/haspcell/hasp/lease"
@@ -37,6 +38,13 @@ type Config struct {
 	DisableCache bool
 	// CacheBytes bounds the cache's memory (default 64 MiB).
 	CacheBytes int64
+	// LocalAddr is the local IP address to connect from (e.g. "127.0.0.2");
+	// "" lets the system choose. A host running tens of thousands of
+	// sessions spreads them over addresses so that they do not share one
+	// address's ephemeral ports.
+	LocalAddr string
+
+	localIP net.IP // LocalAddr, parsed by Validate
 }
 
 func (c *Config) setDefaults() {
@@ -69,6 +77,12 @@ func (c *Config) Validate() error {
 	}{{"dial timeout", c.DialTimeout}, {"attempt timeout", c.AttemptTimeout}, {"grace period", c.GracePeriod}} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, d.v))
+		}
+	}
+	c.localIP = nil
+	if c.LocalAddr != "" {
+		if c.localIP = net.ParseIP(c.LocalAddr); c.localIP == nil {
+			errs = append(errs, fmt.Errorf("local address %q is not an IP address", c.LocalAddr))
 		}
 	}
 	if len(errs) > 0 {

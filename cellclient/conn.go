@@ -36,9 +36,13 @@ func yamuxConfig() *yamux.Config {
 	return yc
 }
 
-// dial connects to a replica's client protocol.
-func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {
+// dial connects to a replica's client protocol, from the local IP address
+// local (nil: the system's choice).
+func dial(ctx context.Context, addr string, timeout time.Duration, local net.IP) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
+	if local != nil {
+		d.LocalAddr = &net.TCPAddr{IP: local}
+	}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

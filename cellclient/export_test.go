@@ -28,3 +28,14 @@ func (c *Client) LeaseEndForTest() time.Time {
 	defer c.mu.Unlock()
 	return c.leaseEnd
 }
+
+// ConnLocalAddrForTest is the local address of the client's current
+// connection ("" when it has none).
+func (c *Client) ConnLocalAddrForTest() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return ""
+	}
+	return c.cur.nc.LocalAddr().String()
+}

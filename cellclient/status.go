@@ -13,7 +13,7 @@ type ReplicaStatus = wire.StatusResponse
 // QueryStatus asks the replica at addr about itself. It needs no session, so
 // operators can inspect a cell that has no master.
 func QueryStatus(ctx context.Context, addr string, timeout time.Duration) (*ReplicaStatus, error) {
-	cn, err := dial(ctx, addr, timeout)
+	cn, err := dial(ctx, addr, timeout, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -121,7 +121,7 @@ func testBenchInvalHuman(t *testing.T, c *testCell) {
 }
 
 func testBenchSessions(t *testing.T, c *testCell) {
-	out := c.ok(t, "", "--json", "bench", "sessions", "--count", "6", "--duration", "1s", "--sample", "300ms")
+	out := c.ok(t, "", "--json", "bench", "sessions", "--count", "6", "--duration", "1s", "--sample", "300ms", "--source-addrs", "3")
 	objs := jsonLines(t, out)
 	if len(objs) != 1 {
 		t.Fatalf("bench sessions --json printed %q", out)

@@ -34,6 +34,7 @@ type sessOptions struct {
 	width    int
 	pid      int
 	sample   time.Duration
+	sources  int
 }
 
 func (o *sessOptions) validate() error {
@@ -48,6 +49,8 @@ func (o *sessOptions) validate() error {
 		return usagef("--master-pid %d: must not be negative", o.pid)
 	case o.sample <= 0:
 		return usagef("--sample %v: must be positive", o.sample)
+	case o.sources < 0 || o.sources > 254:
+		return usagef("--source-addrs %d: must be 0 to 254", o.sources)
 	}
 	return nil
 }
@@ -83,6 +86,7 @@ func (a *app) benchSessionsCmd(o *benchOptions) *cobra.Command {
 	f.IntVar(&so.width, "width", 2*setupWidth, "sessions made (and closed) at a time")
 	f.IntVar(&so.pid, "master-pid", 0, "the master's process id (default: the process listening on its address)")
 	f.DurationVar(&so.sample, "sample", 10*time.Second, "how often to sample the master (and print progress)")
+	f.IntVar(&so.sources, "source-addrs", 0, "connect session i from 127.0.0.(1 + i mod N) (0: the system's choice)")
 	return cmd
 }
 
@@ -188,7 +192,11 @@ func (a *app) benchSessions(ctx context.Context, o sessOptions) error {
 	parallel(o.count, o.width, func(i int) error {
 		dctx, cancel := context.WithTimeout(ctx, a.timeout)
 		defer cancel()
-		c, err := cellclient.Dial(dctx, cellclient.Config{Addrs: a.addrs, ClientName: "hasp-bench"})
+		cfg := cellclient.Config{Addrs: a.addrs, ClientName: "hasp-bench"}
+		if o.sources > 0 {
+			cfg.LocalAddr = fmt.Sprintf("127.0.0.%d", 1+i%o.sources)
+		}
+		c, err := cellclient.Dial(dctx, cfg)
 		if err != nil {
 			if dialErrs.Add(1) <= maxShownErrors {
 				errMu.Lock()
