@@ -1,6 +1,7 @@
 package master
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -71,18 +72,48 @@ func (s *Server) serveClientConn(conn net.Conn) {
 	}
 }
 
-// serveStream answers one call:
+// serveStream answers the calls of one stream, one after another:
 //
 //  1. Read one frame (bounded in size and time).
 //  2. Decode and dispatch it by type.
-//  3. Write one response frame and close the stream.
+//  3. Write one response frame.
+//  4. Wait, as long as the client likes, for the stream's next call; end
+//     when the client closes the stream (or at any error).
+//
+// Clients reuse a stream for call after call rather than open one per call:
+// opening and closing a yamux stream costs four frames, each a system call
+// or two on both sides, which doubled the cost of the KeepAlive round trips
+// that acknowledge cache invalidations. A client that sends one call and
+// closes the stream is served the same way.
 //
 // A frame that cannot be read or decoded gets an error response when the
 // stream still works; the connection and the replica go on.
 func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 	defer st.Close()
+	// A small buffer: a master holds one stream per session (the KeepAlive's)
+	// and most requests are a few hundred bytes; larger bodies are read
+	// straight through.
+	br := bufio.NewReaderSize(st, 512)
+	for first := true; ; first = false {
+		if !first {
+			// Idle between calls: wait for the next call's first byte with no
+			// deadline (the client closes idle streams it no longer wants).
+			st.SetReadDeadline(time.Time{})
+			if _, err := br.Peek(1); err != nil {
+				return
+			}
+		}
+		if !s.serveCall(ctx, st, br) {
+			return
+		}
+	}
+}
+
+// serveCall reads one call from the stream and answers it. It reports
+// whether the stream can carry another.
+func (s *Server) serveCall(ctx context.Context, st *yamux.Stream, br io.Reader) bool {
 	st.SetReadDeadline(time.Now().Add(requestReadTimeout))
-	typ, body, err := wire.ReadFrame(st, wire.MaxFrame)
+	typ, body, err := wire.ReadFrame(br, wire.MaxFrame)
 	if err != nil {
 		if !errors.Is(err, io.EOF) {
 			s.log.Debug("bad request frame", "err", err)
@@ -91,23 +122,25 @@ func (s *Server) serveStream(ctx context.Context, st *yamux.Stream) {
 			}
 			s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(err)}})
 		}
-		return
+		return false // the rest of the stream cannot be trusted to be framed
 	}
 	st.SetReadDeadline(time.Time{})
 	h, ok := s.handlerTable[typ]
 	if !ok {
 		err := errors.New("wire: unknown message type " + typ.String())
-		s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(errors.Join(fsapi.ErrBadRequest, err))}})
-		return
+		return s.reply(st, wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: wire.ToWire(errors.Join(fsapi.ErrBadRequest, err))}})
 	}
-	s.reply(st, typ, h(ctx, body))
+	return s.reply(st, typ, h(ctx, body))
 }
 
-func (s *Server) reply(st *yamux.Stream, typ wire.MsgType, resp any) {
+// reply writes a response frame; it reports whether it was written.
+func (s *Server) reply(st *yamux.Stream, typ wire.MsgType, resp any) bool {
 	st.SetWriteDeadline(time.Now().Add(replyWriteTimeout))
 	if err := wire.WriteFrame(st, typ, resp); err != nil {
 		s.log.Debug("reply not sent", "type", typ, "err", err)
+		return false
 	}
+	return true
 }
 
 type handlerFunc func(ctx context.Context, body []byte) any

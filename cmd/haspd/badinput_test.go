@@ -423,6 +423,49 @@ func TestProcessBadInput(t *testing.T) {
 
 	t.Run("stream", func(t *testing.T) {
 		createBody, _ := wire.Encode(&wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "truncated", Cell: procCellName})
+		// A stream carries call after call (cellclient reuses streams), and
+		// a broken frame ends only that stream.
+		runCase(t, "reused-then-broken", func(t *testing.T) {
+			eachReplica(t, func(t *testing.T, addr string) {
+				rc := dialRaw(t, addr)
+				st, err := rc.sess.OpenStream()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				st.SetDeadline(time.Now().Add(20 * time.Second))
+				r := wire.NewReader(st)
+				for i := range 3 {
+					if _, err := st.Write(frame(t, wire.MsgStatus, &wire.StatusRequest{})); err != nil {
+						t.Fatalf("call %d: %v", i, err)
+					}
+					typ, body, err := wire.ReadFrame(r, wire.MaxFrame)
+					var sr wire.StatusResponse
+					if err != nil || typ != wire.MsgStatus || wire.Decode(body, &sr) != nil || sr.Cell != procCellName {
+						t.Fatalf("call %d on one stream: %v %v", i, typ, err)
+					}
+				}
+				// A well-framed body that is not msgpack: an error, and the
+				// framing still holds, so the stream goes on.
+				st.Write(append(hdrBytes(wire.MsgCreateSession, 3), 0xc1, 0xc1, 0xc1))
+				typ, body, err := wire.ReadFrame(r, wire.MaxFrame)
+				expectErrorFrame(t, "garbage body after good calls", typ, body, err, wire.MsgCreateSession, wire.CodeBadRequest)
+				st.Write(frame(t, wire.MsgStatus, &wire.StatusRequest{}))
+				if typ, _, err := wire.ReadFrame(r, wire.MaxFrame); err != nil || typ != wire.MsgStatus {
+					t.Fatalf("call after a garbage body: %v %v", typ, err)
+				}
+				// A broken frame: an error, then the stream ends (what follows
+				// cannot be trusted to be framed).
+				st.Write(hdrBytes(wire.MsgCreateSession, wire.MaxFrame+1))
+				typ, body, err = wire.ReadFrame(r, wire.MaxFrame)
+				expectErrorFrame(t, "oversize frame after good calls", typ, body, err, wire.MsgCreateSession, wire.CodeTooLarge)
+				st.Write(frame(t, wire.MsgStatus, &wire.StatusRequest{}))
+				if _, _, err := wire.ReadFrame(r, wire.MaxFrame); err == nil {
+					t.Error("a stream that carried a broken frame answered another call")
+				}
+				statusOK(t, rc)
+			})
+		})
 		runCase(t, "frame-too-large", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
 				rc := dialRaw(t, addr)
