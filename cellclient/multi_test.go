@@ -232,6 +232,16 @@ func (r *multiRun) run(nemesis func()) {
 	wg.Wait()
 }
 
+// annotated marks each fault in the history's visualization.
+func (r *multiRun) annotated(fault func() string) func() string {
+	return func() string {
+		start := r.rec.Now()
+		desc := fault()
+		r.rec.Annotate("nemesis", desc, start, r.rec.Now())
+		return desc
+	}
+}
+
 func (r *multiRun) caller(c *cellclient.Client, k int, stop <-chan struct{}) {
 	ctx := context.Background()
 	shared, err := c.Open(ctx, r.dir+"/shared", nil)
@@ -387,17 +397,7 @@ func TestMultiAcrossMasterCrashes(t *testing.T) {
 	defer cancel()
 	r := newMultiRun(t, ctx, func() *cellclient.Client { return dialCell(t, cell) }, 4)
 	r.run(func() {
-		deadline := time.Now().Add(dur)
-		for i := 0; i < crashes || time.Now().Before(deadline); i++ {
-			time.Sleep(between(rng, 500*time.Millisecond, 2*time.Second))
-			m := cell.WaitMaster(t)
-			start := r.rec.Now()
-			cell.Crash(m)
-			time.Sleep(between(rng, 100*time.Millisecond, time.Second))
-			cell.Restart(m)
-			r.rec.Annotate("nemesis", fmt.Sprintf("crash master r%d", m+1), start, r.rec.Now())
-			t.Logf("crashed and restarted master r%d", m+1)
-		}
+		faultLoop(t, rng, dur, r.annotated(crashMaster(t, cell, rng)))
 		cell.WaitMaster(t)
 	})
 	r.check(ctx, dialCell(t, cell))
@@ -416,17 +416,7 @@ func TestProcMultiAcrossMasterKills(t *testing.T) {
 	defer cancel()
 	r := newMultiRun(t, ctx, func() *cellclient.Client { return procDial(t, ctx, cell.Addrs(), time.Second) }, 4)
 	r.run(func() {
-		deadline := time.Now().Add(dur)
-		for i := 0; i < crashes || time.Now().Before(deadline); i++ {
-			time.Sleep(between(rng, 500*time.Millisecond, 2*time.Second))
-			m := procMaster(t, cell, 30*time.Second)
-			start := r.rec.Now()
-			cell.Kill(m)
-			time.Sleep(between(rng, 100*time.Millisecond, time.Second))
-			cell.Restart(m)
-			r.rec.Annotate("nemesis", "kill -9 master "+cell.ID(m), start, r.rec.Now())
-			t.Logf("kill -9 and restart of master %s", cell.ID(m))
-		}
+		faultLoop(t, rng, dur, r.annotated(killMaster(t, cell, rng)))
 		procMaster(t, cell, 30*time.Second)
 	})
 	r.check(ctx, procDial(t, ctx, cell.Addrs(), time.Second))

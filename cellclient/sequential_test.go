@@ -129,6 +129,40 @@ func waitAcked(acked func() int64) {
 // short its duration.
 const crashes = 2
 
+// faultLoop calls fault (which injects one fault, heals it and describes
+// it) every 0.5–2 s, at least crashes times and until dur has passed.
+func faultLoop(t *testing.T, rng *rand.Rand, dur time.Duration, fault func() string) {
+	deadline := time.Now().Add(dur)
+	for i := 0; i < crashes || time.Now().Before(deadline); i++ {
+		time.Sleep(between(rng, 500*time.Millisecond, 2*time.Second))
+		t.Log(fault())
+	}
+}
+
+// crashMaster crashes the in-process cell's master and restarts it after
+// 0.1–1 s.
+func crashMaster(t *testing.T, cell *mastertest.Cell, rng *rand.Rand) func() string {
+	return func() string {
+		m := cell.WaitMaster(t)
+		cell.Crash(m)
+		time.Sleep(between(rng, 100*time.Millisecond, time.Second))
+		cell.Restart(m)
+		return fmt.Sprintf("crash master r%d", m+1)
+	}
+}
+
+// killMaster kills the process cell's master with SIGKILL and restarts it
+// after 0.1–1 s.
+func killMaster(t *testing.T, cell *mastertest.ProcCell, rng *rand.Rand) func() string {
+	return func() string {
+		m := procMaster(t, cell, 30*time.Second)
+		cell.Kill(m)
+		time.Sleep(between(rng, 100*time.Millisecond, time.Second))
+		cell.Restart(m)
+		return "kill -9 master " + cell.ID(m)
+	}
+}
+
 func (r *seqRun) creator(c *cellclient.Client, id int, stop <-chan struct{}) {
 	for i := 0; ; i++ {
 		select {
@@ -348,15 +382,7 @@ func TestSequentialAcrossMasterCrashes(t *testing.T) {
 	defer cancel()
 	r := newSeqRun(t, ctx, func() *cellclient.Client { return dialCell(t, cell) }, 4)
 	r.run(func() {
-		deadline := time.Now().Add(dur)
-		for i := 0; i < crashes || time.Now().Before(deadline); i++ {
-			time.Sleep(between(rng, 500*time.Millisecond, 2*time.Second))
-			m := cell.WaitMaster(t)
-			cell.Crash(m)
-			time.Sleep(between(rng, 100*time.Millisecond, time.Second))
-			cell.Restart(m)
-			t.Logf("crashed and restarted master r%d", m+1)
-		}
+		faultLoop(t, rng, dur, crashMaster(t, cell, rng))
 		cell.WaitMaster(t)
 	})
 	r.check(ctx, dialCell(t, cell))
@@ -375,15 +401,7 @@ func TestProcSequentialAcrossMasterKills(t *testing.T) {
 	defer cancel()
 	r := newSeqRun(t, ctx, func() *cellclient.Client { return procDial(t, ctx, cell.Addrs(), time.Second) }, 4)
 	r.run(func() {
-		deadline := time.Now().Add(dur)
-		for i := 0; i < crashes || time.Now().Before(deadline); i++ {
-			time.Sleep(between(rng, 500*time.Millisecond, 2*time.Second))
-			m := procMaster(t, cell, 30*time.Second)
-			cell.Kill(m)
-			time.Sleep(between(rng, 100*time.Millisecond, time.Second))
-			cell.Restart(m)
-			t.Logf("kill -9 and restart of master %s", cell.ID(m))
-		}
+		faultLoop(t, rng, dur, killMaster(t, cell, rng))
 		procMaster(t, cell, 30*time.Second)
 	})
 	r.check(ctx, procDial(t, ctx, cell.Addrs(), time.Second))
