@@ -30,6 +30,8 @@ const (
 	MsgGetLock        MsgType = 16
 	// Watches (DESIGN.md §8; watch.go).
 	MsgWatch MsgType = 17
+	// Multi applies several writes atomically (multi.go).
+	MsgMulti MsgType = 18
 	// MsgError answers a frame the replica could not decode at all.
 	MsgError MsgType = 255
 )
@@ -40,7 +42,7 @@ var msgNames = map[MsgType]string{
 	MsgSetContents: "SetContents", MsgDelete: "Delete", MsgStatus: "Status", MsgError: "Error",
 	MsgAcquire: "Acquire", MsgLockWait: "LockWait", MsgRelease: "Release", MsgCancelWait: "CancelWait",
 	MsgCheckSequencer: "CheckSequencer", MsgGetLock: "GetLock",
-	MsgWatch: "Watch",
+	MsgWatch: "Watch", MsgMulti: "Multi",
 }
 
 func (t MsgType) String() string {
@@ -157,6 +159,10 @@ type OpenRequest struct {
 	Ephemeral bool
 	Directory bool
 	Contents  []byte
+	// Sequential creates Path + the parent's next sequence number
+	// (fsapi.SequentialName) instead of Path; Create must not be
+	// CreateNo. The response's Path is the name created.
+	Sequential bool `codec:",omitempty"`
 }
 
 // OpenResponse gives the opened node's metadata.
@@ -164,6 +170,8 @@ type OpenResponse struct {
 	RespHeader
 	Stat    fsapi.Stat
 	Created bool
+	// Path is the node's path when a sequential create chose it.
+	Path string `codec:",omitempty"`
 }
 
 // NodeRef names one instance of a node. Instance 0 matches any instance.

@@ -31,6 +31,8 @@ const (
 	// CmdLockTick is proposed by the leader when the lock table's
 	// NextDeadline passes; it grants waiters whose lock-delay has ended.
 	CmdLockTick CmdType = 10
+	// CmdMulti applies several namespace writes all or none (multi.go).
+	CmdMulti CmdType = 11
 )
 
 // WriteMeta is stamped on every client write. Time is the leader's wall
@@ -60,14 +62,18 @@ type CloseSession struct {
 	Expired bool
 }
 
-// Open creates a node (Create is CreateMay or CreateMust).
+// Open creates a node (Create is CreateMay or CreateMust). With
+// Sequential, Path is a prefix: the node created is Path followed by the
+// parent's next sequence number (fsapi.SequentialName), which the FSM
+// takes when it applies the command, and Result.Path names it.
 type Open struct {
-	Meta      WriteMeta
-	Path      string
-	Create    uint8 // fsapi.CreateMode
-	Ephemeral bool
-	Directory bool
-	Contents  []byte
+	Meta       WriteMeta
+	Path       string
+	Create     uint8 // fsapi.CreateMode
+	Ephemeral  bool
+	Directory  bool
+	Contents   []byte
+	Sequential bool `codec:",omitempty"`
 }
 
 // SetContents replaces a file's contents, optionally as a compare-and-swap.
@@ -88,6 +94,8 @@ type Delete struct {
 	Path      string
 	Instance  uint64 // 0: any instance
 	Sequencer []byte `codec:",omitempty"` // as for SetContents
+	// IfGeneration, if not 0, must be the node's content generation.
+	IfGeneration uint64 `codec:",omitempty"`
 }
 
 // Noop is a barrier entry.
@@ -182,6 +190,8 @@ func Decode(data []byte) (CmdType, any, error) {
 		cmd = &CancelWait{}
 	case CmdLockTick:
 		cmd = &LockTick{}
+	case CmdMulti:
+		cmd = &Multi{}
 	default:
 		return t, nil, fmt.Errorf("fsm: unknown command type %d", t)
 	}

@@ -28,6 +28,7 @@ var sentinels = [...]error{
 	ErrKindNotHeld:            locks.ErrNotHeld,
 	ErrKindStaleSequencer:     locks.ErrStaleSequencer,
 	ErrKindNoWaiter:           locks.ErrNoWaiter,
+	ErrKindSequenceExhausted:  fsapi.ErrSequenceExhausted,
 }
 
 // sentinel returns the fsapi error for k, or nil for ErrKindOK and for
@@ -85,7 +86,11 @@ func (r *Result) err() error {
 	if msg == "" {
 		msg = s.Error()
 	}
-	return &resultError{kind: s, msg: msg}
+	var err error = &resultError{kind: s, msg: msg}
+	if r.FailedOp > 0 {
+		err = &fsapi.MultiOpError{Op: r.FailedOp - 1, Err: err}
+	}
+	return err
 }
 
 // fail returns a failed Result whose message is the kind's sentinel text
