@@ -175,7 +175,7 @@ func (b *DoubleBarrier) Leave(ctx context.Context) error {
 }
 
 func (b *DoubleBarrier) leave(ctx context.Context, h *Handle) error {
-	if err := h.Delete(ctx); err != nil && !errors.Is(err, fsapi.ErrHandleInvalid) {
+	if err := h.Delete(ctx); err != nil && !gone(err) {
 		return err // ErrHandleInvalid: deleted by an earlier Leave
 	}
 	dir, err := b.c.Open(ctx, b.name, nil)

@@ -118,7 +118,7 @@ func (w *configWatch) read(ctx context.Context) (*ConfigVersion, error) {
 		h.Close()
 	}
 	switch {
-	case errors.Is(err, fsapi.ErrNotExist), errors.Is(err, fsapi.ErrHandleInvalid):
+	case gone(err):
 		if w.instance == 0 {
 			return nil, nil // still absent
 		}

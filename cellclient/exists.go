@@ -47,7 +47,7 @@ func (c *Client) waitExistsOnce(ctx context.Context, name, path string) (fsapi.S
 	if err == nil {
 		st, err := h.GetStat(ctx)
 		h.Close()
-		if !errors.Is(err, fsapi.ErrHandleInvalid) {
+		if !gone(err) {
 			return st, err
 		}
 		// Deleted again between the Open and the GetStat: wait for the

@@ -73,7 +73,7 @@ func (m *Membership) Update(ctx context.Context, data []byte) error {
 // Leave removes the member from the group.
 func (m *Membership) Leave(ctx context.Context) error {
 	defer m.h.Close()
-	if err := m.h.Delete(ctx); err != nil && !errors.Is(err, fsapi.ErrHandleInvalid) {
+	if err := m.h.Delete(ctx); err != nil && !gone(err) {
 		return fmt.Errorf("group %s: leave: %w", m.g.name, err)
 	}
 	return nil
@@ -116,7 +116,7 @@ func (g *Group) read(ctx context.Context, ents []fsapi.DirEntry) ([]Member, erro
 		data, st, err := h.GetContentsAndStat(ctx)
 		h.Close()
 		switch {
-		case errors.Is(err, fsapi.ErrHandleInvalid):
+		case gone(err):
 			continue
 		case errors.Is(err, fsapi.ErrIsDir):
 			continue // not a member

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	"github.com/haspcell/hasp/fsapi"
 )
@@ -99,10 +100,20 @@ func (c *Client) watchEndErr(ctx context.Context) error {
 	return errWatchEnded
 }
 
+// gone says err means the node (instance) a handle or name referred to
+// no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, fsapi.ErrHandleInvalid) || errors.Is(err, fsapi.ErrNotExist)
+}
+
 // openDir opens the directory called name, creating it (permanent) if it
-// does not exist.
+// does not exist. Opening an existing node is a read (often answered from
+// the cache); creating is a write, paid only once.
 func (c *Client) openDir(ctx context.Context, name string) (*Handle, error) {
-	h, err := c.Open(ctx, name, &OpenOptions{Create: fsapi.CreateMay, Directory: true})
+	h, err := c.Open(ctx, name, nil)
+	if errors.Is(err, fsapi.ErrNotExist) {
+		h, err = c.Open(ctx, name, &OpenOptions{Create: fsapi.CreateMay, Directory: true})
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -140,4 +151,14 @@ func byCreation(ents []fsapi.DirEntry) []fsapi.DirEntry {
 		return a < b || a == b && out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// recipeNames numbers the names uniqueChild makes in this process.
+var recipeNames atomic.Uint64
+
+// uniqueChild returns a new child name of dir (a full name) that no other
+// client picks: prefix, this session's id and a number unique in this
+// process. Recipes order such children by creation revision, not by name.
+func (c *Client) uniqueChild(dir, prefix string) string {
+	return fmt.Sprintf("%s/%s%d-%d", dir, prefix, c.Session(), recipeNames.Add(1))
 }
