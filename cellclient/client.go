@@ -341,7 +341,8 @@ func isDomainErr(err error) bool {
 	for _, e := range []error{fsapi.ErrNotExist, fsapi.ErrExist, fsapi.ErrNotEmpty, fsapi.ErrGenerationMismatch,
 		fsapi.ErrTooLarge, fsapi.ErrBadName, fsapi.ErrBadRequest, fsapi.ErrSessionExpired, fsapi.ErrHandleClosed,
 		fsapi.ErrHandleInvalid, fsapi.ErrPermission, fsapi.ErrNotDir, fsapi.ErrIsDir, fsapi.ErrWrongCell,
-		fsapi.ErrHeld, fsapi.ErrLockDelay, fsapi.ErrNotHeld, fsapi.ErrNoWaiter, fsapi.ErrStaleSequencer} {
+		fsapi.ErrHeld, fsapi.ErrLockDelay, fsapi.ErrNotHeld, fsapi.ErrNoWaiter, fsapi.ErrStaleSequencer,
+		fsapi.ErrSequenceExhausted} {
 		if errors.Is(err, e) {
 			return true
 		}

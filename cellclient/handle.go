@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +32,14 @@ type OpenOptions struct {
 	// Events chooses the handle events Handle.Events delivers (see
 	// EventMask); 0 for none.
 	Events EventMask
+	// Sequential creates a new node whose name is the name given followed
+	// by the parent directory's next sequence number, ten digits with
+	// leading zeros (/ls/c/q/job- → /ls/c/q/job-0000000042). The cell
+	// picks the number when it applies the create: numbers only increase
+	// within a directory and are never handed out twice, across master
+	// fail-overs too. Handle.Name is the name created. A sequential Open
+	// always creates (Create may be left CreateNo); it may be Ephemeral.
+	Sequential bool
 }
 
 // Open opens the node called name (/ls/CELL/...; "local" for this cell),
@@ -42,6 +51,16 @@ func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Han
 	path, err := c.path(name)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Sequential {
+		if err := fsapi.CheckSequentialPath(path); err != nil {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		if opts.Create == fsapi.CreateNo {
+			cp := *opts
+			cp.Create = fsapi.CreateMust
+			opts = &cp
+		}
 	}
 	lockDelay := DefaultLockDelay
 	if opts.LockDelay != nil {
@@ -75,11 +94,19 @@ func (c *Client) Open(ctx context.Context, name string, opts *OpenOptions) (*Han
 	} else {
 		err = c.write(ctx, wire.MsgOpen, func(h wire.Header, w wire.WriteHeader) any {
 			return &wire.OpenRequest{Header: h, WriteHeader: w, Path: path, Create: opts.Create,
-				Ephemeral: opts.Ephemeral, Directory: opts.Directory, Contents: opts.Contents}
+				Ephemeral: opts.Ephemeral, Directory: opts.Directory, Contents: opts.Contents, Sequential: opts.Sequential}
 		}, &resp)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", name, err)
+	}
+	if opts.Sequential {
+		// A replica that did not know the option would have created the
+		// prefix itself and named nothing.
+		if len(resp.Path) != len(path)+fsapi.SequenceDigits || !strings.HasPrefix(resp.Path, path) || !fsapi.MaybeSequential(resp.Path) {
+			return nil, fmt.Errorf("open %s: %w: the master named the sequential node %q", name, fsapi.ErrBadRequest, resp.Path)
+		}
+		path = resp.Path
 	}
 	h := &Handle{c: c, name: fsapi.FullName(c.cell, path), ref: wire.NodeRef{Path: path, Instance: resp.Stat.Instance},
 		created: resp.Created, id: c.handleIDs.Add(1), lockDelay: lockDelay}

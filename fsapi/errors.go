@@ -67,6 +67,10 @@ var (
 	// event history still holds. See CompactedError for the revision to
 	// resume from after re-reading.
 	ErrCompacted = errors.New("fsapi: events compacted")
+
+	// ErrSequenceExhausted: a sequential create in a directory whose
+	// sequence counter has passed MaxSequence. Create a new directory.
+	ErrSequenceExhausted = errors.New("fsapi: sequence counter exhausted")
 )
 
 // CompactedError says a watch asked for events from a revision older than

@@ -433,6 +433,9 @@ func (s *Server) closeSession(ctx context.Context, req *wire.CloseSessionRequest
 }
 
 func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenResponse, error) {
+	if req.Sequential {
+		return s.openSequential(ctx, req)
+	}
 	if err := fsapi.CheckPath(req.Path); err != nil {
 		return nil, err
 	}
@@ -440,7 +443,7 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 		done := s.cacheRead(req.Header, wire.NodeRef{Path: req.Path}, false)
 		v, n, err := s.readNode(ctx, req.Header, wire.NodeRef{Path: req.Path})
 		if err != nil {
-			return absentReply[wire.OpenResponse](done, v, err)
+			return absentReply[wire.OpenResponse](done, v, req.Path, err)
 		}
 		return &wire.OpenResponse{RespHeader: wire.RespHeader{Revision: v.Revision(), Cacheable: done()}, Stat: n.Stat}, nil
 	}
@@ -457,11 +460,36 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 	return &wire.OpenResponse{RespHeader: wire.RespHeader{Revision: idx}, Stat: res.Stat, Created: res.Created}, nil
 }
 
+// openSequential creates req.Path followed by the parent's next sequence
+// number. The number is taken when the entry is applied, so the name is
+// unknown here: the write invalidates the parent and its listing, and no
+// client caches the absence of a name a sequential create may take
+// (absentReply), so nothing else can hold a stale copy of the new node.
+func (s *Server) openSequential(ctx context.Context, req *wire.OpenRequest) (*wire.OpenResponse, error) {
+	if err := fsapi.CheckSequentialPath(req.Path); err != nil {
+		return nil, err
+	}
+	if req.Create == fsapi.CreateNo {
+		return nil, fmt.Errorf("%w: open %s: a sequential open must create", fsapi.ErrBadRequest, req.Path)
+	}
+	if err := s.checkSize(len(req.Contents)); err != nil {
+		return nil, err
+	}
+	res, idx, err := s.write(ctx, req.Header, req.WriteHeader, s.structuralOf(req.Path), fsm.CmdOpen, func(m fsm.WriteMeta) any {
+		return &fsm.Open{Meta: m, Path: req.Path, Create: uint8(req.Create), Ephemeral: req.Ephemeral,
+			Directory: req.Directory, Contents: req.Contents, Sequential: true}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &wire.OpenResponse{RespHeader: wire.RespHeader{Revision: idx}, Stat: res.Stat, Created: res.Created, Path: res.Path}, nil
+}
+
 func (s *Server) getContents(ctx context.Context, req *wire.GetContentsRequest) (*wire.GetContentsResponse, error) {
 	done := s.cacheRead(req.Header, req.NodeRef, false)
 	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
-		return absentReply[wire.GetContentsResponse](done, v, err)
+		return absentReply[wire.GetContentsResponse](done, v, req.Path, err)
 	}
 	if n.Stat.IsDir {
 		return nil, fmt.Errorf("%w: %s", fsapi.ErrIsDir, req.Path)
@@ -474,7 +502,7 @@ func (s *Server) getStat(ctx context.Context, req *wire.GetStatRequest) (*wire.G
 	done := s.cacheRead(req.Header, req.NodeRef, false)
 	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
 	if err != nil {
-		return absentReply[wire.GetStatResponse](done, v, err)
+		return absentReply[wire.GetStatResponse](done, v, req.Path, err)
 	}
 	return &wire.GetStatResponse{RespHeader: wire.RespHeader{Revision: v.Revision(), Cacheable: done()}, Stat: n.Stat}, nil
 }
@@ -506,15 +534,18 @@ func (s *Server) cacheRead(h wire.Header, ref wire.NodeRef, listing bool) func()
 	return func() bool { return s.cache.endRead(tok) }
 }
 
-// absentReply is a read's failure; a node's absence may be cached.
+// absentReply is a read's failure; a node's absence may be cached, except
+// that of a name a sequential create may take (fsapi.MaybeSequential):
+// such a create cannot invalidate its new name beforehand, because the
+// state machine picks the number when it applies the create.
 func absentReply[R any, PR interface {
 	*R
 	responder
-}](done func() bool, v *fsm.View, err error) (PR, error) {
+}](done func() bool, v *fsm.View, path string, err error) (PR, error) {
 	resp := PR(new(R))
 	if v != nil && errors.Is(err, fsapi.ErrNotExist) {
 		resp.Header().Revision = v.Revision()
-		resp.Header().Cacheable = done()
+		resp.Header().Cacheable = done() && !fsapi.MaybeSequential(path)
 	}
 	return resp, err
 }

@@ -198,9 +198,10 @@ func (a *app) rm(ctx context.Context, name string) error {
 
 // putOptions are put's flags.
 type putOptions struct {
-	ifGen     uint64
-	ifGenSet  bool
-	ephemeral bool
+	ifGen      uint64
+	ifGenSet   bool
+	ephemeral  bool
+	sequential bool
 }
 
 func (a *app) putCmd() *cobra.Command {
@@ -214,13 +215,18 @@ func (a *app) putCmd() *cobra.Command {
 			"exists at content generation N. --if-generation 0 means \"create, never replace\".\n\n" +
 			"--ephemeral creates an ephemeral file, owned by this command's session: it fails if\n" +
 			"the file exists, and the file disappears when the command's session ends, that is\n" +
-			"as soon as hasp exits. It is meant for trying ephemeral nodes out, not for keeping them.",
+			"as soon as hasp exits. It is meant for trying ephemeral nodes out, not for keeping them.\n\n" +
+			"--sequential creates a new file named PATH followed by the directory's next sequence\n" +
+			"number (ten digits, e.g. job-0000000042) and prints only that name. Numbers increase\n" +
+			"and are never reused within a directory.",
 		Example: "  hasp put /ls/dev/svc/config 'v1'\n  echo v2 | hasp put /ls/dev/svc/config\n" +
-			"  hasp put --if-generation 2 /ls/dev/svc/config v3",
+			"  hasp put --if-generation 2 /ls/dev/svc/config v3\n" +
+			"  job=$(hasp put --sequential /ls/dev/queue/job- 'payload')",
 		Args: cobra.RangeArgs(1, 2),
 	}
 	cmd.Flags().Uint64Var(&o.ifGen, "if-generation", 0, "write only if the file's content generation is N (0: only if absent)")
 	cmd.Flags().BoolVar(&o.ephemeral, "ephemeral", false, "create an ephemeral file (deleted when this command's session ends)")
+	cmd.Flags().BoolVar(&o.sequential, "sequential", false, "create PATH + the next sequence number; print the name created")
 	cmd.RunE = a.action(func(ctx context.Context, args []string) error {
 		o.ifGenSet = cmd.Flags().Changed("if-generation")
 		return a.put(ctx, args, o)
@@ -235,6 +241,9 @@ func (a *app) put(ctx context.Context, args []string, o putOptions) error {
 	}
 	if o.ephemeral && o.ifGenSet && o.ifGen != 0 {
 		return usagef("--ephemeral creates the file; it cannot be combined with --if-generation %d", o.ifGen)
+	}
+	if o.sequential && o.ifGenSet {
+		return usagef("--sequential always creates a new file; it cannot be combined with --if-generation")
 	}
 	data, err := a.putData(args)
 	if err != nil {
@@ -252,6 +261,10 @@ func (a *app) put(ctx context.Context, args []string, o putOptions) error {
 			st, err = h.SetContents(ctx, data, o.ifGen)
 		}
 		if err != nil {
+			return err
+		}
+		if o.sequential && !a.json {
+			_, err := fmt.Fprintln(a.stdout, h.Name()) // only the name: for scripts
 			return err
 		}
 		return a.printPut(h, st)
@@ -278,6 +291,8 @@ func (a *app) putData(args []string) ([]byte, error) {
 func openForPut(ctx context.Context, c *cellclient.Client, name string, data []byte, o putOptions) (*cellclient.Handle, error) {
 	opts := &cellclient.OpenOptions{Create: fsapi.CreateMay, Contents: data}
 	switch {
+	case o.sequential:
+		opts.Create, opts.Ephemeral, opts.Sequential = fsapi.CreateMust, o.ephemeral, true
 	case o.ephemeral || o.ifGenSet && o.ifGen == 0:
 		opts.Create, opts.Ephemeral = fsapi.CreateMust, o.ephemeral
 	case o.ifGenSet:

@@ -38,8 +38,10 @@ const (
 	CodeNoWaiter
 	CodeStaleSequencer
 	CodeCompacted
+	// Codes 25-29 belong to sequential nodes and multi-ops.
+	CodeSequenceExhausted Code = 25
 
-	lastCode = CodeCompacted
+	lastCode = CodeSequenceExhausted
 )
 
 var codeErrs = map[Code]error{
@@ -64,6 +66,7 @@ var codeErrs = map[Code]error{
 	CodeNoWaiter:           fsapi.ErrNoWaiter,
 	CodeStaleSequencer:     fsapi.ErrStaleSequencer,
 	CodeCompacted:          fsapi.ErrCompacted,
+	CodeSequenceExhausted:  fsapi.ErrSequenceExhausted,
 }
 
 // Error is an error as carried on the wire.

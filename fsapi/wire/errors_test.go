@@ -32,6 +32,7 @@ var sentinels = []struct {
 	{fsapi.ErrWrongCell, wire.CodeWrongCell},
 	{fsapi.ErrUnavailable, wire.CodeUnavailable},
 	{fsapi.ErrCompacted, wire.CodeCompacted},
+	{fsapi.ErrSequenceExhausted, wire.CodeSequenceExhausted},
 }
 
 // overTheWire sends an error as a replica does (in a response header,

@@ -54,6 +54,8 @@ func requests() []message {
 			Ephemeral: true, Directory: false, Contents: []byte("\x00\xffcontents")}, func() any { return new(wire.OpenRequest) }},
 		{"OpenDir", wire.MsgOpen, &wire.OpenRequest{Header: hdr, WriteHeader: whdr, Path: "/d", Create: fsapi.CreateMay, Directory: true},
 			func() any { return new(wire.OpenRequest) }},
+		{"OpenSequential", wire.MsgOpen, &wire.OpenRequest{Header: hdr, WriteHeader: whdr, Path: "/q/job-", Create: fsapi.CreateMust,
+			Ephemeral: true, Sequential: true}, func() any { return new(wire.OpenRequest) }},
 		{"GetContents", wire.MsgGetContents, &wire.GetContentsRequest{Header: hdr, NodeRef: wire.NodeRef{Path: "/x", Instance: 99}},
 			func() any { return new(wire.GetContentsRequest) }},
 		{"GetStat", wire.MsgGetStat, &wire.GetStatRequest{Header: hdr, NodeRef: wire.NodeRef{Path: "/", Instance: 0}},
@@ -94,6 +96,8 @@ func responses() []message {
 		{"KeepAliveErr", wire.MsgKeepAlive, &wire.KeepAliveResponse{RespHeader: eh}, func() any { return new(wire.KeepAliveResponse) }},
 		{"CloseSession", wire.MsgCloseSession, &wire.CloseSessionResponse{RespHeader: rhdr}, func() any { return new(wire.CloseSessionResponse) }},
 		{"Open", wire.MsgOpen, &wire.OpenResponse{RespHeader: rhdr, Stat: fullStat, Created: true}, func() any { return new(wire.OpenResponse) }},
+		{"OpenSequential", wire.MsgOpen, &wire.OpenResponse{RespHeader: rhdr, Stat: fullStat, Created: true, Path: "/q/job-0000000007"},
+			func() any { return new(wire.OpenResponse) }},
 		{"GetContents", wire.MsgGetContents, &wire.GetContentsResponse{RespHeader: rhdr, Data: []byte("data"), Stat: fullStat},
 			func() any { return new(wire.GetContentsResponse) }},
 		{"GetStat", wire.MsgGetStat, &wire.GetStatResponse{RespHeader: rhdr, Stat: fullStat}, func() any { return new(wire.GetStatResponse) }},
@@ -501,6 +505,9 @@ func TestProtocolNumbersFrozen(t *testing.T) {
 		if int(c) != i {
 			t.Errorf("code %d at position %d", c, i)
 		}
+	}
+	if wire.CodeSequenceExhausted != 25 {
+		t.Errorf("CodeSequenceExhausted = %d, want 25", wire.CodeSequenceExhausted)
 	}
 	if wire.ConnClient != 'C' || wire.ConnRaft != 'R' || wire.ProtocolVersion != 1 || wire.MaxFrame != 4<<20 {
 		t.Error("connection bytes, protocol version or MaxFrame changed")

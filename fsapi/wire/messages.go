@@ -157,6 +157,10 @@ type OpenRequest struct {
 	Ephemeral bool
 	Directory bool
 	Contents  []byte
+	// Sequential creates Path + the parent's next sequence number
+	// (fsapi.SequentialName) instead of Path; Create must not be
+	// CreateNo. The response's Path is the name created.
+	Sequential bool `codec:",omitempty"`
 }
 
 // OpenResponse gives the opened node's metadata.
@@ -164,6 +168,8 @@ type OpenResponse struct {
 	RespHeader
 	Stat    fsapi.Stat
 	Created bool
+	// Path is the node's path when a sequential create chose it.
+	Path string `codec:",omitempty"`
 }
 
 // NodeRef names one instance of a node. Instance 0 matches any instance.

@@ -22,6 +22,12 @@ type Config struct {
 type Node struct {
 	Stat fsapi.Stat
 	Data []byte
+	// NextSequence is a directory's sequence counter: the number its next
+	// sequential create takes (fsapi.SequentialName). It only increases,
+	// so no number is used twice in one directory instance. Omitted from
+	// the encoding when zero, so snapshots without sequential nodes are
+	// unchanged.
+	NextSequence uint64 `codec:",omitempty"`
 }
 
 // SessionInfo describes one live session.
@@ -43,6 +49,8 @@ type Result struct {
 	Session uint64 // CmdCreateSession: the new session's id
 	ErrKind ErrKind
 	ErrMsg  string
+	// Path is the node a sequential Open created.
+	Path string `codec:",omitempty"`
 
 	// Lock commands (omitted from the encoding when zero, so that the
 	// snapshots of states without locks are unchanged).
@@ -95,6 +103,7 @@ const (
 	ErrKindNotHeld            ErrKind = 15 // locks.ErrNotHeld
 	ErrKindStaleSequencer     ErrKind = 16 // locks.ErrStaleSequencer
 	ErrKindNoWaiter           ErrKind = 17 // locks.ErrNoWaiter
+	ErrKindSequenceExhausted  ErrKind = 18 // fsapi.ErrSequenceExhausted
 )
 
 // MaxUnacked is the most writes a session may have applied but not yet

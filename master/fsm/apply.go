@@ -58,42 +58,101 @@ func (t *txn) get(path string) (*Node, bool) { return t.tree.Get(nodeKey(path)) 
 func (t *txn) put(path string, n *Node)      { t.tree.Insert(nodeKey(path), n) }
 
 func (t *txn) open(c *Open, s *session) Result {
-	if err := fsapi.CheckPath(c.Path); err != nil {
-		return failErr(err)
+	if r, ok := t.checkOpen(c, s); !ok {
+		return r
 	}
-	mode := fsapi.CreateMode(c.Create)
-	switch {
-	case mode != fsapi.CreateMay && mode != fsapi.CreateMust:
-		return fail(ErrKindBadRequest, "open %s: create mode %v: want may or must", c.Path, mode)
-	case c.Directory && len(c.Contents) > 0:
-		return fail(ErrKindBadRequest, "open %s: a directory cannot have contents", c.Path)
-	case len(c.Contents) > t.f.cfg.ContentLimit:
-		return t.tooLarge(c.Path, len(c.Contents))
-	case c.Ephemeral && s == nil:
-		return fail(ErrKindBadRequest, "open %s: an ephemeral node needs a session", c.Path)
+	if c.Sequential {
+		return t.openSequential(c, s)
 	}
 	if n, ok := t.get(c.Path); ok {
-		if mode == fsapi.CreateMust {
+		if fsapi.CreateMode(c.Create) == fsapi.CreateMust {
 			return fail(ErrKindExist, "%s", c.Path)
 		}
 		return Result{Stat: n.Stat}
 	}
+	return t.create(c, c.Path, s)
+}
+
+// checkOpen validates an Open without looking at the namespace.
+func (t *txn) checkOpen(c *Open, s *session) (Result, bool) {
+	check := fsapi.CheckPath
+	if c.Sequential {
+		check = fsapi.CheckSequentialPath
+	}
+	if err := check(c.Path); err != nil {
+		return failErr(err), false
+	}
+	mode := fsapi.CreateMode(c.Create)
+	switch {
+	case mode != fsapi.CreateMay && mode != fsapi.CreateMust:
+		return fail(ErrKindBadRequest, "open %s: create mode %v: want may or must", c.Path, mode), false
+	case c.Directory && len(c.Contents) > 0:
+		return fail(ErrKindBadRequest, "open %s: a directory cannot have contents", c.Path), false
+	case len(c.Contents) > t.f.cfg.ContentLimit:
+		return t.tooLarge(c.Path, len(c.Contents)), false
+	case c.Ephemeral && s == nil:
+		return fail(ErrKindBadRequest, "open %s: an ephemeral node needs a session", c.Path), false
+	}
+	return Result{}, true
+}
+
+// openSequential creates c.Path followed by the parent's next sequence
+// number, and advances the parent's counter past it. A number whose name
+// is taken (a node created by name, not sequentially) is skipped, so the
+// create always makes a new node; the counter never goes back, so no
+// name is handed out twice.
+func (t *txn) openSequential(c *Open, s *session) Result {
 	parent := fsapi.Parent(c.Path)
+	p, r, ok := t.parentDir(parent, c.Path)
+	if !ok {
+		return r
+	}
+	n := p.NextSequence
+	for ; n <= fsapi.MaxSequence; n++ {
+		if _, taken := t.get(fsapi.SequentialName(c.Path, n)); !taken {
+			break
+		}
+	}
+	if n > fsapi.MaxSequence {
+		return fail(ErrKindSequenceExhausted, "%s: every number up to %d is used; create a new directory",
+			parent, fsapi.MaxSequence)
+	}
+	cp := *p
+	cp.NextSequence = n + 1
+	t.put(parent, &cp)
+	path := fsapi.SequentialName(c.Path, n)
+	r = t.create(c, path, s)
+	r.Path = path
+	return r
+}
+
+// parentDir returns the directory parent that path is to be created in.
+func (t *txn) parentDir(parent, path string) (*Node, Result, bool) {
 	p, ok := t.get(parent)
 	if !ok {
-		return fail(ErrKindNotExist, "%s (parent of %s)", parent, c.Path)
+		return nil, fail(ErrKindNotExist, "%s (parent of %s)", parent, path), false
 	}
 	if !p.Stat.IsDir {
-		return fail(ErrKindNotDir, "%s (parent of %s)", parent, c.Path)
+		return nil, fail(ErrKindNotDir, "%s (parent of %s)", parent, path), false
+	}
+	return p, Result{}, true
+}
+
+// create creates the node path (absent) as c says.
+func (t *txn) create(c *Open, path string, s *session) Result {
+	parent := fsapi.Parent(path)
+	p, r, ok := t.parentDir(parent, path)
+	if !ok {
+		return r
 	}
 	n := t.newNode(c)
 	if c.Ephemeral {
 		n.Stat.EphemeralOwner = s.id
-		s.ephemerals[c.Path] = struct{}{}
+		s.ephemerals[path] = struct{}{}
 	}
-	t.put(c.Path, n)
+	t.put(path, n)
 	t.addChildren(parent, p, 1)
-	t.emit(fsapi.ChangeCreated, c.Path, n.Stat)
+	t.emit(fsapi.ChangeCreated, path, n.Stat)
 	return Result{Stat: n.Stat, Created: true}
 }
 

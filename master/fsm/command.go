@@ -60,14 +60,18 @@ type CloseSession struct {
 	Expired bool
 }
 
-// Open creates a node (Create is CreateMay or CreateMust).
+// Open creates a node (Create is CreateMay or CreateMust). With
+// Sequential, Path is a prefix: the node created is Path followed by the
+// parent's next sequence number (fsapi.SequentialName), which the FSM
+// takes when it applies the command, and Result.Path names it.
 type Open struct {
-	Meta      WriteMeta
-	Path      string
-	Create    uint8 // fsapi.CreateMode
-	Ephemeral bool
-	Directory bool
-	Contents  []byte
+	Meta       WriteMeta
+	Path       string
+	Create     uint8 // fsapi.CreateMode
+	Ephemeral  bool
+	Directory  bool
+	Contents   []byte
+	Sequential bool `codec:",omitempty"`
 }
 
 // SetContents replaces a file's contents, optionally as a compare-and-swap.

@@ -99,6 +99,7 @@ func (g *cmdGen) open() any {
 	if g.r.Intn(50) == 0 {
 		o.Create = 0
 	}
+	o.Sequential = g.r.Intn(6) == 0
 	return o
 }
 

@@ -155,6 +155,10 @@ func (st *restorer) checkNode(path string, n *Node) error {
 		return fmt.Errorf("size %d, contents %d bytes", n.Stat.Size, len(n.Data))
 	case n.Stat.Checksum != crc64.Checksum(n.Data, crcTable):
 		return errors.New("checksum mismatch")
+	case n.NextSequence != 0 && !n.Stat.IsDir:
+		return errors.New("file with a sequence counter")
+	case n.NextSequence > fsapi.MaxSequence+1:
+		return fmt.Errorf("sequence counter %d past the last number %d", n.NextSequence, fsapi.MaxSequence)
 	}
 	if path == fsapi.Root {
 		return nil

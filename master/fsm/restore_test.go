@@ -118,6 +118,8 @@ func TestRestoreValidation(t *testing.T) {
 		{"too large", func(g *goodSnap) []rec { g.f.Node.Data = []byte("xxxxx"); return nil }, "limit"},
 		{"dir with data", func(g *goodSnap) []rec { g.d.Node.Data = []byte("x"); return nil }, "directory"},
 		{"bad path", func(g *goodSnap) []rec { g.f.Path = "/d/f/"; return nil }, "bad name"},
+		{"file with counter", func(g *goodSnap) []rec { g.f.Node.NextSequence = 1; return nil }, "sequence counter"},
+		{"counter past limit", func(g *goodSnap) []rec { g.d.Node.NextSequence = fsapi.MaxSequence + 2; return nil }, "sequence counter"},
 		{"unlisted ephemeral", func(g *goodSnap) []rec { g.sess.Ephemerals = nil; return nil }, "ephemerals"},
 		{"listed non-ephemeral", func(g *goodSnap) []rec { g.sess.Ephemerals = []string{"/d"}; return nil }, "ephemeral"},
 		{"session 0", func(g *goodSnap) []rec { g.sess.ID = 0; return nil }, "session 0"},

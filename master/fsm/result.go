@@ -28,6 +28,7 @@ var sentinels = [...]error{
 	ErrKindNotHeld:            locks.ErrNotHeld,
 	ErrKindStaleSequencer:     locks.ErrStaleSequencer,
 	ErrKindNoWaiter:           locks.ErrNoWaiter,
+	ErrKindSequenceExhausted:  fsapi.ErrSequenceExhausted,
 }
 
 // sentinel returns the fsapi error for k, or nil for ErrKindOK and for

@@ -4,17 +4,10 @@ import (
 	"bytes"
 
 	"github.com/hashicorp/raft"
-
-	"github.com/haspcell/hasp/master/fsm"
 )
 
-// snapshotBytes serialises an FSM's state as its snapshot would.
-func snapshotBytes(f *fsm.FSM) ([]byte, error) {
-	snap, err := f.Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	defer snap.Release()
+// persistBytes encodes a captured snapshot.
+func persistBytes(snap raft.FSMSnapshot) ([]byte, error) {
 	var buf bytes.Buffer
 	sink := &memSink{Buffer: &buf}
 	if err := snap.Persist(sink); err != nil {
