@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/haspcell/hasp/fsapi"
 )
@@ -13,9 +12,9 @@ import (
 var ErrQueueEmpty = errors.New("cellclient: queue empty")
 
 // Queue is a distributed FIFO queue on a directory (ZooKeeper's queue
-// recipe): each item is a permanent file in the directory, and the items
-// are ordered by the revision that created them, the order in which the
-// cell applied the enqueues. A taker takes the oldest item it can claim;
+// recipe): each item is a permanent sequential file in the directory
+// (item-0000000000, item-0000000001, ...), numbered by the cell in the
+// order it applied the enqueues, so the names are the queue order. A taker takes the oldest item it can claim;
 // the claim is deleting that item's file, which only one taker can do
 // (the delete is bound to the file's instance), so each item is taken at
 // most once. Items survive any crash of the master (they are in the
@@ -47,7 +46,7 @@ func NewQueue(c *Client, name string) *Queue {
 type QueueItem struct {
 	Name string // full name of the item's (now deleted) file
 	Data []byte
-	Stat fsapi.Stat // Stat.CreatedRevision is the item's place in the queue
+	Stat fsapi.Stat
 }
 
 // Enqueue adds an item holding data at the tail of the queue and returns
@@ -60,7 +59,7 @@ func (q *Queue) Enqueue(ctx context.Context, data []byte) (string, error) {
 		return "", fmt.Errorf("queue %s: enqueue: %w", q.name, err)
 	}
 	dir.Close()
-	h, err := q.c.Open(ctx, q.c.uniqueChild(q.name, queueItemPrefix), &OpenOptions{Create: fsapi.CreateMust, Contents: data})
+	h, err := q.c.Open(ctx, q.name+"/"+queueItemPrefix, &OpenOptions{Sequential: true, Contents: data})
 	if err != nil {
 		return "", fmt.Errorf("queue %s: enqueue: %w", q.name, err)
 	}
@@ -89,11 +88,8 @@ func (q *Queue) take(ctx context.Context, wait bool) (QueueItem, error) {
 	defer dir.Close()
 	var item QueueItem
 	check := func(ents []fsapi.DirEntry) (bool, error) {
-		for _, e := range byCreation(ents) {
-			if e.Stat.IsDir || !strings.HasPrefix(e.Name, queueItemPrefix) {
-				continue
-			}
-			ok, err := q.claim(ctx, e.Name, &item)
+		for _, base := range bySequence(ents, queueItemPrefix) {
+			ok, err := q.claim(ctx, base, &item)
 			if ok || err != nil {
 				return ok, err
 			}

@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"sync/atomic"
+	"strings"
 
 	"github.com/haspcell/hasp/fsapi"
 )
@@ -142,6 +142,20 @@ func childName(dir, prefix, id string) (string, error) {
 	return name, nil
 }
 
+// bySequence returns the names of the sequential nodes among ents whose
+// names start with prefix, in sequence order (their names sort in it: the
+// numbers have a fixed width).
+func bySequence(ents []fsapi.DirEntry, prefix string) []string {
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name, prefix) && len(e.Name) == len(prefix)+fsapi.SequenceDigits && fsapi.MaybeSequential(e.Name) && !e.Stat.IsDir {
+			out = append(out, e.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // byCreation sorts directory entries by the revision that created them:
 // the order the cell applied the creates in, the same for every client.
 func byCreation(ents []fsapi.DirEntry) []fsapi.DirEntry {
@@ -151,14 +165,4 @@ func byCreation(ents []fsapi.DirEntry) []fsapi.DirEntry {
 		return a < b || a == b && out[i].Name < out[j].Name
 	})
 	return out
-}
-
-// recipeNames numbers the names uniqueChild makes in this process.
-var recipeNames atomic.Uint64
-
-// uniqueChild returns a new child name of dir (a full name) that no other
-// client picks: prefix, this session's id and a number unique in this
-// process. Recipes order such children by creation revision, not by name.
-func (c *Client) uniqueChild(dir, prefix string) string {
-	return fmt.Sprintf("%s/%s%d-%d", dir, prefix, c.Session(), recipeNames.Add(1))
 }

@@ -36,6 +36,9 @@ func TestQueue(t *testing.T) {
 		if err != nil || string(it.Data) != fmt.Sprintf("job%d", i) {
 			t.Fatalf("take %d: %q %v", i, it.Data, err)
 		}
+		if want := fsapi.SequentialName("/ls/test/jobs/item-", uint64(i)); it.Name != want {
+			t.Fatalf("take %d: item %s, want %s", i, it.Name, want)
+		}
 	}
 	if _, err := qa.TryTake(ctx); !errors.Is(err, cellclient.ErrQueueEmpty) {
 		t.Fatalf("TryTake on an empty queue: %v", err)
