@@ -116,7 +116,7 @@ func TestDoubleBarrier(t *testing.T) {
 // Leave; passing Enter (or Leave) while the count is short of four is a
 // violation: someone passed before every party had entered (left).
 func TestBarrierFault(t *testing.T) {
-	dur := faultDuration(t, 10*time.Second)
+	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x62617272))
 	cell := recipeCell(t)

@@ -99,7 +99,7 @@ func TestWatchConfig(t *testing.T) {
 // the contents written at that version, Skipped must count exactly the
 // versions not delivered, and the last version must be delivered.
 func TestWatchConfigFault(t *testing.T) {
-	dur := faultDuration(t, 10*time.Second)
+	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e66))
 	cell := recipeCell(t)

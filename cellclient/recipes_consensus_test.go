@@ -67,7 +67,7 @@ func TestConsensus(t *testing.T) {
 // start and a reader that asks at the end decide the same value, and that
 // value was proposed in that round.
 func TestConsensusFault(t *testing.T) {
-	dur := faultDuration(t, 10*time.Second)
+	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e73))
 	cell := recipeCell(t)

@@ -2,6 +2,7 @@ package cellclient_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -236,6 +237,11 @@ func ExampleHandle_Acquire_readersWriter() {
 	default:
 		fmt.Println("the writer waits")
 	}
+	// A reader that comes after the waiting writer does not overtake it.
+	late := open(r1c)
+	if err := late.TryAcquire(ctx, cellclient.Shared); errors.Is(err, fsapi.ErrHeld) {
+		fmt.Println("a later reader waits for the writer")
+	}
 	r1.Release(ctx)
 	r2.Release(ctx)
 	<-written
@@ -243,5 +249,6 @@ func ExampleHandle_Acquire_readersWriter() {
 	// Output:
 	// two readers hold the lock
 	// the writer waits
+	// a later reader waits for the writer
 	// the writer holds the lock
 }

@@ -127,7 +127,7 @@ func TestGroup(t *testing.T) {
 // members that are live (joined, not left, session alive), and no view
 // ever lists a member twice.
 func TestGroupFault(t *testing.T) {
-	dur := faultDuration(t, 10*time.Second)
+	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x67726f75))
 	cell := recipeCell(t)

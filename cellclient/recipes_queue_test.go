@@ -83,7 +83,7 @@ func TestQueue(t *testing.T) {
 // TestQueueFault runs the queue workload on five in-process replicas
 // while the master is crashed (in-process kill -9) and restarted.
 func TestQueueFault(t *testing.T) {
-	dur := faultDuration(t, 10*time.Second)
+	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x71756575))
 	cell := recipeCell(t)
@@ -95,7 +95,7 @@ func TestQueueFault(t *testing.T) {
 // TestProcQueueKill runs the queue workload on five haspd processes while
 // the master is killed with SIGKILL and restarted.
 func TestProcQueueKill(t *testing.T) {
-	dur := faultDuration(t, 10*time.Second)
+	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x70717565))
 	cell := mastertest.StartProcCell(t, mastertest.ProcOptions{N: 5})
