@@ -136,9 +136,11 @@ type GroupView struct {
 }
 
 // Watch delivers the group's members now and again after every change
-// (a member joined, left, or updated its data), until ctx or the session
-// ends, when the channel is closed. Changes that come together are
-// delivered as one view; a view equal to the last one is not delivered.
+// (a member joined, left, or updated its data), until ctx ends, the
+// session ends or the directory is deleted, when the channel is closed;
+// unless ctx ended, the last view carries only Err. Changes that come
+// together are delivered as one view; a view equal to the last one is not
+// delivered.
 // It waits on a watch of the directory, not by polling. The group's
 // directory must exist (Join creates it).
 func (g *Group) Watch(ctx context.Context) (<-chan GroupView, error) {
