@@ -230,7 +230,16 @@ func ExampleHandle_Acquire_readersWriter() {
 		}
 		close(written)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	for { // until the writer's request is queued at the master
+		info, err := r1.GetLock(ctx)
+		if err != nil {
+			panic(err)
+		}
+		if info.WaiterCount == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	select {
 	case <-written:
 		fmt.Println("the writer got in early")
