@@ -12,6 +12,10 @@
 // instance of the node, and fails with fsapi.ErrHandleInvalid once that
 // node is deleted, even if the name is created again.
 //
+// OpenOptions.Sequential creates a node named after its parent's next
+// sequence number (queues, ordered membership); Client.Multi applies
+// several creates, sets, deletes and checks all or none in one Raft entry.
+//
 // Client and Handle are safe for concurrent use. Every blocking call takes
 // a context first. Client never imports master/....
 //

@@ -37,6 +37,7 @@ func (s *Server) buildHandlers() map[wire.MsgType]handlerFunc {
 		wire.MsgGetLock:        rpc(s, maxCallTime, s.getLock),
 		// A Watch is held up to maxWatchHold (watch.go).
 		wire.MsgWatch: rpc(s, maxCallTime+maxWatchHold, s.watch),
+		wire.MsgMulti: rpc(s, maxCallTime, s.multi),
 	}
 }
 

@@ -119,7 +119,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.BoolVar(&a.json, "json", false, "print one JSON object per result per line")
 	pf.DurationVar(&a.timeout, "timeout", 10*time.Second, "give up after this long (bench: per operation)")
 	root.AddCommand(a.lsCmd(), a.statCmd(), a.catCmd(), a.mkdirCmd(), a.rmCmd(), a.putCmd(),
-		a.statusCmd(), a.benchCmd(), a.lockCmd(), a.electCmd(), a.leaderCmd(), a.watchCmd())
+		a.statusCmd(), a.benchCmd(), a.lockCmd(), a.electCmd(), a.leaderCmd(), a.watchCmd(), a.txnCmd())
 	return root
 }
 

@@ -7,7 +7,8 @@
 //	hasp mkdir PATH                 create a directory
 //	hasp rm PATH                    delete a file or an empty directory
 //	hasp put PATH [DATA|-]          create or replace a file (stdin if no DATA)
-//	     [--if-generation N] [--ephemeral]
+//	     [--if-generation N] [--ephemeral] [--sequential]
+//	hasp txn                        apply JSON-lines ops from stdin, all or none
 //	hasp status                     ask every replica about itself
 //	hasp bench write|read           load generator (see docs/benchmarks.md)
 //	hasp bench failover             kill -9 the master of a cell it starts; time the fail-over

@@ -458,7 +458,7 @@ func TestProcessBadInput(t *testing.T) {
 				}
 				bodies["many unknown keys"] = append([]byte{0xdf, 0, 1, 0x86, 0xa0}, bodies["many unknown keys"]...)
 				for name, b := range bodies {
-					for _, typ := range []wire.MsgType{wire.MsgOpen, wire.MsgSetContents, wire.MsgCreateSession} {
+					for _, typ := range []wire.MsgType{wire.MsgOpen, wire.MsgSetContents, wire.MsgCreateSession, wire.MsgMulti} {
 						rtyp, body, err := rc.call(append(hdrBytes(typ, uint32(len(b))), b...), false, 20*time.Second)
 						// A body that decodes after all (unknown keys are skipped)
 						// is refused for what it lacks: a path, a session.

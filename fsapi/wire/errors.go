@@ -75,6 +75,10 @@ type Error struct {
 	Message string // full human-readable text
 	Leader  string `codec:",omitempty"` // CodeNotMaster: the master's address
 	Epoch   uint64 `codec:",omitempty"` // CodeWrongEpoch: the current epoch
+	// Op is 1 + the index of the operation of a Multi that failed (0: the
+	// error is not about one operation). Code and Message are that
+	// operation's error.
+	Op int `codec:",omitempty"`
 }
 
 // ToWire converts err to its wire form; nil stays nil.
@@ -90,6 +94,12 @@ func ToWire(err error) *Error {
 	if errors.As(err, &we) {
 		return &Error{Code: CodeWrongEpoch, Message: err.Error(), Epoch: we.Epoch}
 	}
+	var me *fsapi.MultiOpError
+	if errors.As(err, &me) && me.Op >= 0 {
+		w := ToWire(me.Err)
+		w.Op = me.Op + 1
+		return w
+	}
 	for code := CodeOK + 1; code <= lastCode; code++ { // in code order: deterministic
 		if sentinel, ok := codeErrs[code]; ok && errors.Is(err, sentinel) {
 			return &Error{Code: code, Message: err.Error()}
@@ -103,6 +113,11 @@ func ToWire(err error) *Error {
 func (e *Error) Err() error {
 	if e == nil || e.Code == CodeOK {
 		return nil
+	}
+	if e.Op > 0 {
+		inner := *e
+		inner.Op = 0
+		return &fsapi.MultiOpError{Op: e.Op - 1, Err: inner.Err()}
 	}
 	switch e.Code {
 	case CodeNotMaster:

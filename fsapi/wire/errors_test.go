@@ -218,3 +218,25 @@ func TestCompactedErrorRoundTrip(t *testing.T) {
 		t.Fatalf("typed error: %v", err)
 	}
 }
+
+// TestMultiOpErrorRoundTrip: a multi-op's failure keeps the op's index,
+// its code and its message across the wire.
+func TestMultiOpErrorRoundTrip(t *testing.T) {
+	inner := fmt.Errorf("%w: /f: expected generation 3, actual 4", fsapi.ErrGenerationMismatch)
+	for _, op := range []int{0, 1, 63} {
+		err := fmt.Errorf("multi: %w", &fsapi.MultiOpError{Op: op, Err: inner})
+		w := wire.ToWire(err)
+		if w.Code != wire.CodeGenerationMismatch || w.Op != op+1 || w.Message != inner.Error() {
+			t.Fatalf("ToWire(%v) = %+v", err, w)
+		}
+		got := overTheWire(t, err)
+		var me *fsapi.MultiOpError
+		if !errors.As(got, &me) || me.Op != op || !errors.Is(got, fsapi.ErrGenerationMismatch) || me.Err.Error() != inner.Error() {
+			t.Fatalf("round trip of %v: %v", err, got)
+		}
+	}
+	// Not about one op: no MultiOpError.
+	if got := overTheWire(t, fsapi.ErrTooLarge); errors.As(got, new(*fsapi.MultiOpError)) {
+		t.Fatalf("plain error became %v", got)
+	}
+}

@@ -82,6 +82,12 @@ func requests() []message {
 		{"Watch", wire.MsgWatch, &wire.WatchRequest{Header: hdr, Path: "/svc", Recursive: true, FromRevision: 1234, FromIndex: 2,
 			HoldMillis: 15000, MaxEvents: 100}, func() any { return new(wire.WatchRequest) }},
 		{"WatchChildren", wire.MsgWatch, &wire.WatchRequest{Header: hdr, Path: "/", Children: true}, func() any { return new(wire.WatchRequest) }},
+		{"Multi", wire.MsgMulti, &wire.MultiRequest{Header: hdr, WriteHeader: whdr, Ops: []wire.MultiOp{
+			{Kind: wire.MultiCreate, Path: "/q/job-", Data: []byte("\x00j"), Ephemeral: true, Sequential: true},
+			{Kind: wire.MultiCreate, Path: "/d", Directory: true},
+			{Kind: wire.MultiSet, Path: "/f", Data: []byte("new"), Generation: math.MaxUint64},
+			{Kind: wire.MultiDelete, Path: "/g", Generation: 3},
+			{Kind: wire.MultiCheck, Path: "/h"}}}, func() any { return new(wire.MultiRequest) }},
 	}
 }
 
@@ -130,6 +136,12 @@ func responses() []message {
 			func() any { return new(wire.WatchResponse) }},
 		{"WatchCompacted", wire.MsgWatch, &wire.WatchResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeCompacted,
 			Message: "fsapi: events compacted"}, Revision: 900}, Compacted: true, Floor: 500}, func() any { return new(wire.WatchResponse) }},
+		{"Multi", wire.MsgMulti, &wire.MultiResponse{RespHeader: rhdr, Results: []wire.MultiResult{
+			{Path: "/q/job-0000000042", Stat: fullStat}, {Path: "/d", Stat: fsapi.Stat{Instance: 5, IsDir: true}}}},
+			func() any { return new(wire.MultiResponse) }},
+		{"MultiErr", wire.MsgMulti, &wire.MultiResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeGenerationMismatch,
+			Message: "fsapi: content generation mismatch: /f: expected generation 3, actual 4", Op: 3}, Epoch: 2, Revision: 9}},
+			func() any { return new(wire.MultiResponse) }},
 		{"Error", wire.MsgError, &wire.ErrorResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeWrongEpoch,
 			Message: "fsapi: wrong epoch; master epoch is 9", Epoch: 9}, Epoch: 9}}, func() any { return new(wire.ErrorResponse) }},
 	}
@@ -490,7 +502,7 @@ func TestProtocolNumbersFrozen(t *testing.T) {
 	types := map[wire.MsgType]byte{wire.MsgCreateSession: 1, wire.MsgKeepAlive: 2, wire.MsgCloseSession: 3, wire.MsgOpen: 4,
 		wire.MsgGetContents: 5, wire.MsgGetStat: 6, wire.MsgReadDir: 7, wire.MsgSetContents: 8, wire.MsgDelete: 9,
 		wire.MsgStatus: 10, wire.MsgAcquire: 11, wire.MsgLockWait: 12, wire.MsgRelease: 13, wire.MsgCancelWait: 14,
-		wire.MsgCheckSequencer: 15, wire.MsgGetLock: 16, wire.MsgWatch: 17, wire.MsgError: 255}
+		wire.MsgCheckSequencer: 15, wire.MsgGetLock: 16, wire.MsgWatch: 17, wire.MsgMulti: 18, wire.MsgError: 255}
 	for typ, want := range types {
 		if byte(typ) != want {
 			t.Errorf("%v = %d, want %d", typ, typ, want)
@@ -508,6 +520,9 @@ func TestProtocolNumbersFrozen(t *testing.T) {
 	}
 	if wire.CodeSequenceExhausted != 25 {
 		t.Errorf("CodeSequenceExhausted = %d, want 25", wire.CodeSequenceExhausted)
+	}
+	if wire.MultiCreate != 1 || wire.MultiSet != 2 || wire.MultiDelete != 3 || wire.MultiCheck != 4 {
+		t.Error("multi-op kinds renumbered")
 	}
 	if wire.ConnClient != 'C' || wire.ConnRaft != 'R' || wire.ProtocolVersion != 1 || wire.MaxFrame != 4<<20 {
 		t.Error("connection bytes, protocol version or MaxFrame changed")

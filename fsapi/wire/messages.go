@@ -30,6 +30,8 @@ const (
 	MsgGetLock        MsgType = 16
 	// Watches (DESIGN.md §8; watch.go).
 	MsgWatch MsgType = 17
+	// Multi applies several writes atomically (multi.go).
+	MsgMulti MsgType = 18
 	// MsgError answers a frame the replica could not decode at all.
 	MsgError MsgType = 255
 )
@@ -40,7 +42,7 @@ var msgNames = map[MsgType]string{
 	MsgSetContents: "SetContents", MsgDelete: "Delete", MsgStatus: "Status", MsgError: "Error",
 	MsgAcquire: "Acquire", MsgLockWait: "LockWait", MsgRelease: "Release", MsgCancelWait: "CancelWait",
 	MsgCheckSequencer: "CheckSequencer", MsgGetLock: "GetLock",
-	MsgWatch: "Watch",
+	MsgWatch: "Watch", MsgMulti: "Multi",
 }
 
 func (t MsgType) String() string {

@@ -51,6 +51,11 @@ type Result struct {
 	ErrMsg  string
 	// Path is the node a sequential Open created.
 	Path string `codec:",omitempty"`
+	// Multi has one result per op of an applied Multi. FailedOp is 1 + the
+	// index of the op that failed a Multi (ErrKind and ErrMsg are its
+	// error); nothing of that Multi was applied.
+	Multi    []MultiResult `codec:",omitempty"`
+	FailedOp int           `codec:",omitempty"`
 
 	// Lock commands (omitted from the encoding when zero, so that the
 	// snapshots of states without locks are unchanged).

@@ -22,6 +22,8 @@ type txn struct {
 	dropped []uint64
 	// events are the change events the command caused, in order (events.go).
 	events []fsapi.Event
+	// multi is set while a Multi's ops run (multi.go).
+	multi *multiEffects
 }
 
 func (t *txn) apply(cmd any) Result {
@@ -49,6 +51,8 @@ func (t *txn) apply(cmd any) Result {
 		return t.write(c.Meta, func(s *session) Result { return t.cancelWait(c, s) })
 	case *LockTick:
 		return t.lockTick(c)
+	case *Multi:
+		return t.write(c.Meta, func(s *session) Result { return t.applyMulti(c, s) })
 	}
 	// Unreachable: Decode returns only the types above.
 	return fail(ErrKindBadRequest, "unknown command %T", cmd)
@@ -148,7 +152,7 @@ func (t *txn) create(c *Open, path string, s *session) Result {
 	n := t.newNode(c)
 	if c.Ephemeral {
 		n.Stat.EphemeralOwner = s.id
-		s.ephemerals[path] = struct{}{}
+		t.later(func() { s.ephemerals[path] = struct{}{} })
 	}
 	t.put(path, n)
 	t.addChildren(parent, p, 1)
@@ -251,6 +255,9 @@ func (t *txn) delete(c *Delete) Result {
 			return r
 		}
 	}
+	if r, ok := checkGeneration(c.Path, n, c.IfGeneration); !ok {
+		return r
+	}
 	if n.Stat.Children > 0 {
 		return fail(ErrKindNotEmpty, "%s has %d children", c.Path, n.Stat.Children)
 	}
@@ -270,14 +277,7 @@ func (t *txn) delete(c *Delete) Result {
 func (t *txn) remove(path string, n *Node) {
 	for {
 		t.tree.Delete(nodeKey(path))
-		if l, ok := t.f.locks.Delete(path); ok {
-			for _, w := range l.Waiters {
-				t.dropped = append(t.dropped, w.ID)
-			}
-		}
-		if s := t.f.sessions[n.Stat.EphemeralOwner]; s != nil {
-			delete(s.ephemerals, path)
-		}
+		t.forget(path, n.Stat.EphemeralOwner)
 		t.emit(fsapi.ChangeDeleted, path, n.Stat)
 		parent := fsapi.Parent(path)
 		p, _ := t.get(parent) // a node's parent always exists
@@ -287,4 +287,22 @@ func (t *txn) remove(path string, n *Node) {
 		}
 		path, n = parent, p
 	}
+}
+
+// forget drops a deleted node's lock (its waiters are dropped without a
+// grant) and its place in its owner's ephemeral set.
+func (t *txn) forget(path string, owner uint64) {
+	if t.multi != nil {
+		t.multi.unlocked[path] = true
+	}
+	t.later(func() {
+		if l, ok := t.f.locks.Delete(path); ok {
+			for _, w := range l.Waiters {
+				t.dropped = append(t.dropped, w.ID)
+			}
+		}
+		if s := t.f.sessions[owner]; s != nil {
+			delete(s.ephemerals, path)
+		}
+	})
 }

@@ -31,6 +31,8 @@ const (
 	// CmdLockTick is proposed by the leader when the lock table's
 	// NextDeadline passes; it grants waiters whose lock-delay has ended.
 	CmdLockTick CmdType = 10
+	// CmdMulti applies several namespace writes all or none (multi.go).
+	CmdMulti CmdType = 11
 )
 
 // WriteMeta is stamped on every client write. Time is the leader's wall
@@ -92,6 +94,8 @@ type Delete struct {
 	Path      string
 	Instance  uint64 // 0: any instance
 	Sequencer []byte `codec:",omitempty"` // as for SetContents
+	// IfGeneration, if not 0, must be the node's content generation.
+	IfGeneration uint64 `codec:",omitempty"`
 }
 
 // Noop is a barrier entry.
@@ -186,6 +190,8 @@ func Decode(data []byte) (CmdType, any, error) {
 		cmd = &CancelWait{}
 	case CmdLockTick:
 		cmd = &LockTick{}
+	case CmdMulti:
+		cmd = &Multi{}
 	default:
 		return t, nil, fmt.Errorf("fsm: unknown command type %d", t)
 	}

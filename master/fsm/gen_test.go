@@ -51,8 +51,31 @@ func (g *cmdGen) next() any {
 		return &Delete{Meta: g.meta(), Path: g.path(), Instance: g.small()}
 	case p < 89:
 		return &Noop{Time: g.now()}
+	case p < 93:
+		return g.multi()
 	}
 	return g.lockCmd()
+}
+
+// multi is a Multi of 1 to 4 ops of every kind on the same small alphabet
+// of paths, so that ops depend on each other and often fail part-way.
+func (g *cmdGen) multi() any {
+	m := &Multi{Meta: g.meta()}
+	for range 1 + g.r.Intn(4) {
+		op := MultiOp{Kind: uint8(1 + g.r.Intn(4)), Path: g.path(), Generation: g.small()}
+		switch op.Kind {
+		case MultiCreate:
+			op.Directory, op.Ephemeral, op.Sequential = g.r.Intn(2) == 0, g.r.Intn(3) == 0, g.r.Intn(5) == 0
+			op.Generation = 0
+			if !op.Directory {
+				op.Data = g.data()
+			}
+		case MultiSet:
+			op.Data = g.data()
+		}
+		m.Ops = append(m.Ops, op)
+	}
+	return m
 }
 
 // now is the leader's clock for the next command: 1 ms per command, so

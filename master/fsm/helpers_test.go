@@ -52,6 +52,8 @@ func cmdType(cmd any) CmdType {
 		return CmdCancelWait
 	case *LockTick:
 		return CmdLockTick
+	case *Multi:
+		return CmdMulti
 	}
 	panic("unknown command")
 }
@@ -99,6 +101,14 @@ func checkResult(t testing.TB, r *Result) {
 		return
 	}
 	s := r.ErrKind.sentinel()
+	if me := (*fsapi.MultiOpError)(nil); errors.As(err, &me) {
+		if me.Op != r.FailedOp-1 {
+			t.Fatalf("result %+v: Err() = %v names op %d", r, err, me.Op)
+		}
+		err = me.Err
+	} else if r.FailedOp != 0 {
+		t.Fatalf("result %+v: Err() = %v is not a MultiOpError", r, err)
+	}
 	if !errors.Is(err, s) || err.Error() != r.ErrMsg || !strings.HasPrefix(r.ErrMsg, s.Error()) {
 		t.Fatalf("result %+v: Err() = %v, want wrapping %v with the message", r, err, s)
 	}

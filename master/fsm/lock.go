@@ -192,6 +192,9 @@ func (t *txn) checkSequencer(b []byte) (Result, bool) {
 // deleting it would end that holding without a lock-delay, so a new node
 // under the name could be locked at once while the old holder still runs.
 func (t *txn) lockedByOther(path string, session uint64) (Result, bool) {
+	if t.multi != nil && t.multi.unlocked[path] {
+		return Result{}, true // the locked node was deleted by an earlier op
+	}
 	l, ok := t.f.locks.Lock(path)
 	if !ok {
 		return Result{}, true

@@ -86,7 +86,11 @@ func (r *Result) err() error {
 	if msg == "" {
 		msg = s.Error()
 	}
-	return &resultError{kind: s, msg: msg}
+	var err error = &resultError{kind: s, msg: msg}
+	if r.FailedOp > 0 {
+		err = &fsapi.MultiOpError{Op: r.FailedOp - 1, Err: err}
+	}
+	return err
 }
 
 // fail returns a failed Result whose message is the kind's sentinel text
