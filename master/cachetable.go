@@ -70,6 +70,9 @@ type pathState struct {
 
 type cacheTable struct {
 	clock lease.Clock // the clock session lease ends are measured on
+	// stopCh is closed when the replica shuts down: background waits for
+	// acknowledgements end then, since no later write can follow.
+	stopCh <-chan struct{}
 
 	mu       sync.Mutex // protects following fields
 	cachers  map[string]map[uint64]struct{}
@@ -83,8 +86,8 @@ type cacheTable struct {
 	pendingN  int // invalidations queued, not yet acknowledged
 }
 
-func newCacheTable(clock lease.Clock) *cacheTable {
-	t := &cacheTable{clock: clock}
+func newCacheTable(clock lease.Clock, stopCh <-chan struct{}) *cacheTable {
+	t := &cacheTable{clock: clock, stopCh: stopCh}
 	t.reset(nil)
 	return t
 }
@@ -250,7 +253,9 @@ func (t *cacheTable) beginWrite(paths, listingOf []string, rev uint64) *writeTic
 //
 // If it gives up early (ctx ends, or stop is closed) it still waits for
 // the targets in the background before it lets later writes on the same
-// paths pass: those sessions may still hold cached copies.
+// paths pass: those sessions may still hold cached copies. That wait ends
+// when the replica shuts down (no later write can follow on it; a lease
+// can be minutes long, and the goroutine must not outlive the replica).
 func (t *cacheTable) waitWrite(ctx context.Context, w *writeTicket, stop <-chan struct{}, leaseEnd func(uint64) (time.Time, bool)) (err error) {
 	defer func() {
 		if err == nil {
@@ -258,8 +263,21 @@ func (t *cacheTable) waitWrite(ctx context.Context, w *writeTicket, stop <-chan 
 			return
 		}
 		go func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if t.stopCh != nil {
+				go func() {
+					select {
+					case <-t.stopCh:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+			}
 			for _, tg := range w.targets {
-				t.waitAck(context.Background(), tg, leaseEnd)
+				if t.waitAck(ctx, tg, leaseEnd) != nil {
+					break
+				}
 			}
 			close(w.done)
 		}()

@@ -99,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 	s.clock = cfg.Clock
 	s.leases = newLeaseTable(cfg.SessionLease)
 	s.lockw = newLockWaiters()
-	s.cache = newCacheTable(cfg.Clock)
+	s.cache = newCacheTable(cfg.Clock, s.stopCh)
 	s.handlerTable = s.buildHandlers()
 	if err := s.openReplica(); err != nil {
 		s.shutdown(false)
