@@ -67,6 +67,13 @@ var (
 	// event history still holds. See CompactedError for the revision to
 	// resume from after re-reading.
 	ErrCompacted = errors.New("fsapi: events compacted")
+
+	// ErrBehind: a replica asked for a follower read has not applied the
+	// revision the client has already seen (its token) and did not catch
+	// up within a short wait, or cannot tell whether the session exists.
+	// The client asks the master instead; applications see it only if
+	// the master, too, stays behind until the call's context ends.
+	ErrBehind = errors.New("fsapi: replica is behind the client's revision")
 )
 
 // CompactedError says a watch asked for events from a revision older than

@@ -39,7 +39,11 @@ const (
 	CodeStaleSequencer
 	CodeCompacted
 
-	lastCode = CodeCompacted
+	// Follower reads (25–29 are another feature's).
+
+	CodeBehind Code = 30
+
+	lastCode = CodeBehind
 )
 
 var codeErrs = map[Code]error{
@@ -64,6 +68,7 @@ var codeErrs = map[Code]error{
 	CodeNoWaiter:           fsapi.ErrNoWaiter,
 	CodeStaleSequencer:     fsapi.ErrStaleSequencer,
 	CodeCompacted:          fsapi.ErrCompacted,
+	CodeBehind:             fsapi.ErrBehind,
 }
 
 // Error is an error as carried on the wire.

@@ -148,10 +148,11 @@ type CloseSessionResponse struct {
 }
 
 // OpenRequest opens (and maybe creates) a node. When Create is CreateNo it is
-// a read; otherwise a write.
+// a read; otherwise a write (ReadOptions are then ignored).
 type OpenRequest struct {
 	Header
 	WriteHeader
+	ReadOptions
 	Path      string
 	Create    fsapi.CreateMode
 	Ephemeral bool
@@ -164,6 +165,20 @@ type OpenResponse struct {
 	RespHeader
 	Stat    fsapi.Stat
 	Created bool
+}
+
+// ReadOptions ask for a follower read (docs/consistency.md, "Follower
+// reads"). Both fields are omitted when zero, so a default (linearizable)
+// read encodes as it did before follower reads existed.
+type ReadOptions struct {
+	// Follower lets any replica answer from its own state, not only the
+	// master. The answer is then never cacheable.
+	Follower bool `codec:",omitempty"`
+	// MinRevision is the client's token: the highest revision it has seen
+	// in any answer. A replica answers only from a state that has applied
+	// at least this revision: it waits briefly for it, else answers
+	// CodeBehind. The master honours it too.
+	MinRevision uint64 `codec:",omitempty"`
 }
 
 // NodeRef names one instance of a node. Instance 0 matches any instance.
@@ -179,6 +194,7 @@ type NodeRef struct {
 // GetContentsRequest reads a file's contents and metadata.
 type GetContentsRequest struct {
 	Header
+	ReadOptions
 	NodeRef
 }
 
@@ -192,6 +208,7 @@ type GetContentsResponse struct {
 // GetStatRequest reads a node's metadata.
 type GetStatRequest struct {
 	Header
+	ReadOptions
 	NodeRef
 }
 
@@ -204,6 +221,7 @@ type GetStatResponse struct {
 // ReadDirRequest lists a directory.
 type ReadDirRequest struct {
 	Header
+	ReadOptions
 	NodeRef
 }
 
