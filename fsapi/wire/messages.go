@@ -412,6 +412,12 @@ type StatusResponse struct {
 	EventsHeld int    `codec:",omitempty"`
 	EventFloor uint64 `codec:",omitempty"`
 	Watches    int    `codec:",omitempty"`
+	// FollowerReads counts the follower reads this replica answered from
+	// its own state while not master, and FollowerBehind those it sent to
+	// the master (Behind: it had not applied the client's token in time,
+	// or did not know the session), since it started.
+	FollowerReads  uint64 `codec:",omitempty"`
+	FollowerBehind uint64 `codec:",omitempty"`
 }
 
 // Server is one member of the Raft configuration.
@@ -427,3 +433,7 @@ func (h *RespHeader) Header() *RespHeader { return h }
 // SetHeader lets the client refresh a request's session header (its epoch)
 // before each retry.
 func (h *Header) SetHeader(x Header) { *h = x }
+
+// SetReadOptions lets the client set a read's follower options (and its
+// token) before each try.
+func (o *ReadOptions) SetReadOptions(x ReadOptions) { *o = x }
