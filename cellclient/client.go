@@ -51,6 +51,9 @@ type Client struct {
 	leaseEndNanos atomic.Int64
 	// token is the highest revision seen in any answer (follower.go).
 	token atomic.Uint64
+	// frServed and frMaster count follower reads answered by the read
+	// replica and sent on to the master.
+	frServed, frMaster atomic.Uint64
 
 	mu         sync.Mutex // protects following fields
 	cur        *conn      // connection to the replica believed to be master

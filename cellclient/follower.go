@@ -56,6 +56,18 @@ func (c *Client) observe(typ wire.MsgType, rev uint64) {
 	}
 }
 
+// FollowerStats counts this client's follower reads.
+type FollowerStats struct {
+	Replica uint64 // answered by the read replica
+	Master  uint64 // sent on to the master (the replica was behind, unreachable, ...)
+}
+
+// FollowerStats reports how this client's follower reads were answered
+// (zero without Config.FollowerReads).
+func (c *Client) FollowerStats() FollowerStats {
+	return FollowerStats{Replica: c.frServed.Load(), Master: c.frMaster.Load()}
+}
+
 type readOptioner interface{ SetReadOptions(wire.ReadOptions) }
 
 // readFollower makes a follower read: one try at the read replica, then
@@ -63,8 +75,10 @@ type readOptioner interface{ SetReadOptions(wire.ReadOptions) }
 // about the request (success, or a domain error such as NotExist).
 func (c *Client) readFollower(ctx context.Context, typ wire.MsgType, req readOptioner, resp responder) error {
 	if err, ok := c.tryReadReplica(ctx, typ, req, resp); ok {
+		c.frServed.Add(1)
 		return err
 	}
+	c.frMaster.Add(1)
 	// The master path: the same request, not as a follower read, with the
 	// token (refreshed on each try by retry).
 	return c.do(ctx, typ, req, resp, false)
