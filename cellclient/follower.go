@@ -74,7 +74,7 @@ type readOptioner interface{ SetReadOptions(wire.ReadOptions) }
 // the master. It returns the read replica's answer if that is an answer
 // about the request (success, or a domain error such as NotExist).
 func (c *Client) readFollower(ctx context.Context, typ wire.MsgType, req readOptioner, resp responder) error {
-	if err, ok := c.tryReadReplica(ctx, typ, req, resp); ok {
+	if ok, err := c.tryReadReplica(ctx, typ, req, resp); ok {
 		c.frServed.Add(1)
 		return err
 	}
@@ -84,12 +84,12 @@ func (c *Client) readFollower(ctx context.Context, typ wire.MsgType, req readOpt
 	return c.do(ctx, typ, req, resp, false)
 }
 
-// tryReadReplica sends one follower read to the read replica. ok is false
-// when the read should go to the master instead.
-func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readOptioner, resp responder) (err error, ok bool) {
+// tryReadReplica sends one follower read to the read replica. answered is
+// false when the read should go to the master instead.
+func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readOptioner, resp responder) (answered bool, err error) {
 	cn, err := c.readConn(ctx)
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	req.SetReadOptions(wire.ReadOptions{Follower: true, MinRevision: c.token.Load()})
 	if hs, ok := req.(interface{ SetHeader(wire.Header) }); ok {
@@ -99,10 +99,10 @@ func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readO
 	err = cn.roundTrip(ctx, min(followerAttempt, c.cfg.AttemptTimeout), typ, req, resp)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err(), true
+			return true, ctx.Err()
 		}
 		c.dropRead(cn)
-		return nil, false
+		return false, nil
 	}
 	hdr := resp.Header()
 	err = hdr.Err.Err()
@@ -111,10 +111,10 @@ func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readO
 		// master), or the session's end, which the master path confirms:
 		// try another replica next time, and the master now.
 		c.dropRead(cn)
-		return nil, false
+		return false, nil
 	}
 	c.observe(typ, hdr.Revision)
-	return err, true
+	return true, err
 }
 
 // answersRead says whether a read replica's answer is about the request
