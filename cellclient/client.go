@@ -58,6 +58,7 @@ type Client struct {
 	mu         sync.Mutex // protects following fields
 	cur        *conn      // connection to the replica believed to be master
 	rcur       *conn      // connection to the read replica (FollowerReads)
+	readPin    string     // tests: always use this read replica
 	hint       string     // where the last "not master" said the master is
 	next       int        // next address to try when there is no hint
 	epoch      uint64

@@ -28,3 +28,16 @@ func (c *Client) LeaseEndForTest() time.Time {
 	defer c.mu.Unlock()
 	return c.leaseEnd
 }
+
+// PinReadReplicaForTest makes addr the client's read replica for every
+// follower read (it is still dropped, and re-dialled, after each failure).
+func (c *Client) PinReadReplicaForTest(addr string) {
+	c.mu.Lock()
+	c.readPin = addr
+	rcur := c.rcur
+	c.rcur = nil
+	c.mu.Unlock()
+	if rcur != nil {
+		rcur.close()
+	}
+}

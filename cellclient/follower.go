@@ -169,6 +169,9 @@ func (c *Client) readConn(ctx context.Context) (*conn, error) {
 // master when there is a choice: follower reads are there to take load off
 // the master.
 func (c *Client) pickReadReplicaLocked() string {
+	if c.readPin != "" {
+		return c.readPin
+	}
 	var cands []string
 	for _, a := range c.cfg.Addrs {
 		if a != c.lastMaster {

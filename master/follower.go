@@ -29,10 +29,10 @@ const (
 	// trails the master by a heartbeat at most; a partitioned one never
 	// catches up, and the client should go to the master soon.
 	followerWait = 100 * time.Millisecond
-	// masterTokenWait is how long the master waits for its own state to
-	// reach a token. Every token names a committed entry, which a master
-	// applies within moments (a follower may have applied it first); only
-	// a token from nowhere waits this long, and is then answered Behind.
+	// masterTokenWait is how long the master waits, after a ReadIndex
+	// round, for its own state to reach a token. Every token names a
+	// committed entry, which the round has already waited for; only a
+	// token from nowhere waits this long, and is then answered Behind.
 	masterTokenWait = time.Second
 )
 
@@ -95,6 +95,24 @@ func (s *Server) followerNode(ctx context.Context, h wire.Header, ro wire.ReadOp
 		return v, nil, err
 	}
 	return v, n, nil
+}
+
+// readAhead is the master's read for a client whose token is ahead of
+// the master's state machine. It takes the ReadIndex path first: a master
+// deposed while paused would otherwise wait for a revision it will never
+// apply and answer Behind, keeping the client from the real master; the
+// ReadIndex round fails there (NotMaster). At the real master the round
+// leaves the state machine past every entry committed before the call,
+// the token's included, so the wait after it is at most a formality (a
+// token naming no committed entry waits masterTokenWait, then Behind).
+func (s *Server) readAhead(ctx context.Context, minRev uint64) (*fsm.View, error) {
+	if err := s.readIndex(ctx); err != nil {
+		return nil, s.raftErr(err)
+	}
+	if err := s.awaitRevision(ctx, minRev, masterTokenWait); err != nil {
+		return nil, err
+	}
+	return s.fsm.View(), nil
 }
 
 // awaitRevision waits up to wait (and ctx) until the state machine has

@@ -283,8 +283,8 @@ func (s *Server) readAt(ctx context.Context, h wire.Header, minRev uint64, path 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.awaitRevision(ctx, minRev, masterTokenWait); err != nil {
-		return nil, err
+	if minRev > s.fsm.AppliedIndex() {
+		return s.readAhead(ctx, minRev)
 	}
 	v := s.fsm.View()
 	if s.leaseHolds(ls) {
