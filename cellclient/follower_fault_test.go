@@ -45,7 +45,8 @@ func TestProcFollowerReadFaults(t *testing.T) {
 // clients) on five in-process replicas on raft.InmemTransport while the
 // nemesis of TestFaultInmem crashes the master, followers, a minority or
 // every replica, partitions the master away (both ways, one way) and skews
-// lease clocks. Clients can always reach every replica: a partitioned
+// lease clocks, and, for this test, cuts one or two followers off from the
+// cell for 0.4–3 s. Clients can always reach every replica: a partitioned
 // follower goes on answering from its old state. Every client's reads and
 // writes are checked for read-your-writes and monotonic reads
 // (fsapitest.CheckSessions).
@@ -57,7 +58,7 @@ func TestFollowerReadFaults(t *testing.T) {
 	dur := faultDuration(t, 15*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x666f6c6c))
-	n := &cellNemesis{t: t, rng: rng, inmem: true}
+	n := &cellNemesis{t: t, rng: rng, inmem: true, extra: staleFollowerFaults}
 	for range 5 {
 		rate := 1 + (2*rng.Float64()-1)*lease.DefaultEpsilon
 		n.base = append(n.base, rate)
@@ -118,6 +119,30 @@ func (sw *sessionWorkers) check(initial []fsapitest.Version) {
 	if sw.stats.Replica == 0 {
 		t.Errorf("no follower read was answered by a read replica")
 	}
+}
+
+// staleFollowerFaults leave followers behind while clients can still
+// reach them and use them as read replicas.
+var staleFollowerFaults = []cellFault{
+	{"isolate follower", true, func(n *cellNemesis, hold time.Duration) string {
+		f := n.other(n.cell.WaitMaster(n.t))
+		n.cell.Isolate(f)
+		time.Sleep(2 * hold)
+		n.cell.Heal()
+		return fmt.Sprintf("isolate follower r%d", f+1)
+	}},
+	{"isolate two followers", true, func(n *cellNemesis, hold time.Duration) string {
+		m := n.cell.WaitMaster(n.t)
+		f := n.other(m)
+		g := n.other(m)
+		for g == f {
+			g = n.other(m)
+		}
+		n.cell.Partition([]int{f}, []int{g})
+		time.Sleep(2 * hold)
+		n.cell.Heal()
+		return fmt.Sprintf("isolate followers r%d and r%d from everyone", f+1, g+1)
+	}},
 }
 
 // createFollowerFiles creates the files with distinct contents and returns
