@@ -120,6 +120,8 @@ func responses() []message {
 			Term: 4, LastIndex: 100, CommitIndex: 99, AppliedIndex: 98, LeaderID: "r1", LeaderAddr: "127.0.0.1:1", Sessions: 3, Nodes: 10,
 			Servers: []wire.Server{{ID: "r1", Address: "127.0.0.1:1", Voter: true}, {ID: "r2", Address: "127.0.0.1:2"}}},
 			func() any { return new(wire.StatusResponse) }},
+		{"StatusFollower", wire.MsgStatus, &wire.StatusResponse{RespHeader: rhdr, ID: "r2", State: "replica", FollowerReads: 1 << 40,
+			FollowerBehind: 7}, func() any { return new(wire.StatusResponse) }},
 		{"Acquire", wire.MsgAcquire, &wire.AcquireResponse{RespHeader: rhdr, Granted: true, Generation: 9, Mode: 1, Stat: fullStat},
 			func() any { return new(wire.AcquireResponse) }},
 		{"AcquireHeld", wire.MsgAcquire, &wire.AcquireResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeHeld,
