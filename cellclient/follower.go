@@ -75,7 +75,6 @@ type readOptioner interface{ SetReadOptions(wire.ReadOptions) }
 // about the request (success, or a domain error such as NotExist).
 func (c *Client) readFollower(ctx context.Context, typ wire.MsgType, req readOptioner, resp responder) error {
 	if ok, err := c.tryReadReplica(ctx, typ, req, resp); ok {
-		c.frServed.Add(1)
 		return err
 	}
 	c.frMaster.Add(1)
@@ -114,6 +113,7 @@ func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readO
 		return false, nil
 	}
 	c.observe(typ, hdr.Revision)
+	c.frServed.Add(1)
 	return true, err
 }
 
