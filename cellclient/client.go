@@ -411,21 +411,31 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		c.log.Debug("dial failed", "addr", addr, "err", err)
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != nil && !c.cur.broken() { // another call connected first
-		cn.close()
-		return c.cur, nil
-	}
-	c.cur = cn
-	return cn, nil
+	return c.keep(&c.cur, cn), nil
 }
 
-// drop forgets a connection that failed.
+// keep stores a new connection in *slot (c.cur or c.rcur) unless another
+// call stored a working one there first; it returns the one to use.
+func (c *Client) keep(slot **conn, cn *conn) *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if *slot != nil && !(*slot).broken() {
+		cn.close()
+		return *slot
+	}
+	*slot = cn
+	return cn
+}
+
+// drop forgets a connection that failed (the master's or the read
+// replica's).
 func (c *Client) drop(cn *conn) {
 	c.mu.Lock()
 	if c.cur == cn {
 		c.cur = nil
+	}
+	if c.rcur == cn {
+		c.rcur = nil
 	}
 	c.mu.Unlock()
 	cn.close()

@@ -100,7 +100,7 @@ func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readO
 		if ctx.Err() != nil {
 			return true, ctx.Err()
 		}
-		c.dropRead(cn)
+		c.drop(cn)
 		return false, nil
 	}
 	hdr := resp.Header()
@@ -109,7 +109,7 @@ func (c *Client) tryReadReplica(ctx context.Context, typ wire.MsgType, req readO
 		// Behind, unavailable, a new epoch (the read replica is the
 		// master), or the session's end, which the master path confirms:
 		// try another replica next time, and the master now.
-		c.dropRead(cn)
+		c.drop(cn)
 		return false, nil
 	}
 	c.observe(typ, hdr.Revision)
@@ -155,14 +155,7 @@ func (c *Client) readConn(ctx context.Context) (*conn, error) {
 		c.log.Debug("read replica dial failed", "addr", addr, "err", err)
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.rcur != nil && !c.rcur.broken() {
-		cn.close()
-		return c.rcur, nil
-	}
-	c.rcur = cn
-	return cn, nil
+	return c.keep(&c.rcur, cn), nil
 }
 
 // pickReadReplicaLocked picks a replica at random, other than the last
@@ -182,14 +175,4 @@ func (c *Client) pickReadReplicaLocked() string {
 		cands = c.cfg.Addrs
 	}
 	return cands[rand.IntN(len(cands))]
-}
-
-// dropRead forgets a read replica that could not answer.
-func (c *Client) dropRead(cn *conn) {
-	c.mu.Lock()
-	if c.rcur == cn {
-		c.rcur = nil
-	}
-	c.mu.Unlock()
-	cn.close()
 }

@@ -116,7 +116,9 @@ func (s *Server) readAhead(ctx context.Context, minRev uint64) (*fsm.View, error
 }
 
 // awaitRevision waits up to wait (and ctx) until the state machine has
-// applied rev, else fails with ErrBehind.
+// applied rev, else fails with ErrBehind. It waits on the state machine
+// alone (not raft's applied index, as waitApplied does): a token is always
+// a command's index, and the answer's revision, the view's, must reach it.
 func (s *Server) awaitRevision(ctx context.Context, rev uint64, wait time.Duration) error {
 	if rev == 0 || s.fsm.AppliedIndex() >= rev {
 		return nil
