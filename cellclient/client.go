@@ -49,9 +49,16 @@ type Client struct {
 	cache  *clientCache // nil when caching is off
 	// leaseEndNanos mirrors leaseEnd for the cache's lock-free check.
 	leaseEndNanos atomic.Int64
+	// token is the highest revision seen in any answer (follower.go).
+	token atomic.Uint64
+	// frServed and frMaster count follower reads answered by the read
+	// replica and sent on to the master.
+	frServed, frMaster atomic.Uint64
 
 	mu         sync.Mutex // protects following fields
 	cur        *conn      // connection to the replica believed to be master
+	rcur       *conn      // connection to the read replica (FollowerReads)
+	readPin    string     // tests: always use this read replica
 	hint       string     // where the last "not master" said the master is
 	next       int        // next address to try when there is no hint
 	epoch      uint64
@@ -84,7 +91,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		events:   newEventQueue(),
 	}
 	c.sessCtx, c.sessCancel = context.WithCancel(context.Background())
-	if !cfg.DisableCache {
+	if !cfg.DisableCache && !cfg.FollowerReads {
 		cc, err := newClientCache(cfg.CacheBytes)
 		if err != nil {
 			return nil, fmt.Errorf("cellclient: invalid config: cache: %w", err)
@@ -102,6 +109,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("cellclient: create session: %w", err)
 	}
 	c.session, c.cell, c.contentLimit = resp.Session, resp.Cell, resp.ContentLimit
+	c.observe(wire.MsgCreateSession, resp.Revision)
 	c.leaseTTL = time.Duration(resp.LeaseMillis) * time.Millisecond
 	c.leaseEnd = lease.ClientEnd(sent, 0, c.leaseTTL, lease.DefaultEpsilon)
 	c.leaseEndNanos.Store(c.leaseEnd.UnixNano())
@@ -194,10 +202,14 @@ func (c *Client) header() wire.Header {
 	return wire.Header{Session: c.session, Epoch: c.epoch}
 }
 
-// read performs a read call.
+// read performs a read call: at the master, or with Config.FollowerReads
+// at the read replica first (follower.go).
 func (c *Client) read(ctx context.Context, typ wire.MsgType, req any, resp responder) error {
 	if err := c.waitUsable(ctx); err != nil {
 		return err
+	}
+	if ro, ok := req.(readOptioner); ok && c.cfg.FollowerReads && !sequenced(req) {
+		return c.readFollower(ctx, typ, ro, resp)
 	}
 	return c.do(ctx, typ, req, resp, false)
 }
@@ -278,6 +290,11 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 		if hs, ok := req.(interface{ SetHeader(wire.Header) }); ok && typ != wire.MsgCreateSession {
 			hs.SetHeader(c.header()) // the epoch may have changed since the last try
 		}
+		if ro, ok := req.(readOptioner); ok && c.cfg.FollowerReads && !isWrite {
+			// A follower read that went to the master: the master, too,
+			// answers from a state that has applied the token.
+			ro.SetReadOptions(wire.ReadOptions{MinRevision: c.token.Load()})
+		}
 		err = cn.roundTrip(ctx, timeout, typ, req, resp)
 		if err != nil {
 			if !errors.Is(err, errNotSent) {
@@ -312,7 +329,14 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 			c.answered(cn, we.Epoch)
 			continue
 		}
+		if errors.Is(err, fsapi.ErrBehind) {
+			// The master has not applied the client's token yet (a
+			// follower applied it first): ask it again.
+			lastErr = err
+			continue
+		}
 		c.answered(cn, hdr.Epoch)
+		c.observe(typ, hdr.Revision)
 		return err
 	}
 }
@@ -388,21 +412,31 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		c.log.Debug("dial failed", "addr", addr, "err", err)
 		return nil, err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cur != nil && !c.cur.broken() { // another call connected first
-		cn.close()
-		return c.cur, nil
-	}
-	c.cur = cn
-	return cn, nil
+	return c.keep(&c.cur, cn), nil
 }
 
-// drop forgets a connection that failed.
+// keep stores a new connection in *slot (c.cur or c.rcur) unless another
+// call stored a working one there first; it returns the one to use.
+func (c *Client) keep(slot **conn, cn *conn) *conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if *slot != nil && !(*slot).broken() {
+		cn.close()
+		return *slot
+	}
+	*slot = cn
+	return cn
+}
+
+// drop forgets a connection that failed (the master's or the read
+// replica's).
 func (c *Client) drop(cn *conn) {
 	c.mu.Lock()
 	if c.cur == cn {
 		c.cur = nil
+	}
+	if c.rcur == cn {
+		c.rcur = nil
 	}
 	c.mu.Unlock()
 	cn.close()
@@ -447,11 +481,13 @@ func (c *Client) answered(cn *conn, epoch uint64) {
 
 func (c *Client) dropAll() {
 	c.mu.Lock()
-	cn := c.cur
-	c.cur = nil
+	cn, rcn := c.cur, c.rcur
+	c.cur, c.rcur = nil, nil
 	c.mu.Unlock()
-	if cn != nil {
-		cn.close()
+	for _, x := range []*conn{cn, rcn} {
+		if x != nil {
+			x.close()
+		}
 	}
 }
 

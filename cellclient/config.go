@@ -45,6 +45,16 @@ type Config struct {
 	LocalAddr string
 
 	localIP net.IP // LocalAddr, parsed by Validate
+	// FollowerReads lets any replica answer this client's reads (Open of
+	// an existing node, GetContentsAndStat, GetStat, ReadDir) from its own
+	// state, to take read load off the master. Reads are then
+	// read-your-writes and monotonic for this client, not linearizable:
+	// they may miss other clients' recent writes. See
+	// docs/consistency.md, "Follower reads". Implies no cache (the
+	// master's invalidations cover only what it served itself). Reads with
+	// a sequencer, writes, locks, watches and KeepAlives still go to the
+	// master. Default false: linearizable reads.
+	FollowerReads bool
 }
 
 func (c *Config) setDefaults() {

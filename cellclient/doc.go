@@ -16,6 +16,12 @@
 // sequence number (queues, ordered membership); Client.Multi applies
 // several creates, sets, deletes and checks all or none in one Raft entry.
 //
+// Reads are linearizable by default: the master answers them (or the
+// consistent cache does). With Config.FollowerReads any replica may answer
+// them from its own state once it has applied the client's token, the
+// highest revision the client has seen: read-your-writes and monotonic
+// reads for that client, not linearizability (follower.go).
+//
 // Client and Handle are safe for concurrent use. Every blocking call takes
 // a context first. Client never imports master/....
 //

@@ -287,3 +287,34 @@ func ExampleHandle_TryAcquire() {
 	//   lock: shared, 2 holder(s), generation 2
 	// a's second handle exclusive: held: true
 }
+
+// With FollowerReads any replica may answer the client's reads: each
+// answers only once it has applied every revision the client has seen
+// (Client.Token), so the client always reads its own writes and never goes
+// back in time, but may miss other clients' latest writes. (This example's
+// cell has one replica, so its master answers.)
+func ExampleConfig_followerReads() {
+	addr, stop := startCell()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: []string{addr}, FollowerReads: true})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	h, err := c.Open(ctx, "/ls/local/config", &cellclient.OpenOptions{Create: fsapi.CreateMust, Contents: []byte("v1")})
+	if err != nil {
+		panic(err)
+	}
+	st, err := h.SetContents(ctx, []byte("v2"), fsapi.AnyGeneration)
+	if err != nil {
+		panic(err)
+	}
+	data, _, err := h.GetContentsAndStat(ctx) // read-your-writes: v2, at whichever replica answers
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(data), c.Token() >= st.ModifiedRevision)
+	// Output: v2 true
+}

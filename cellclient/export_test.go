@@ -39,3 +39,16 @@ func (c *Client) ConnLocalAddrForTest() string {
 	}
 	return c.cur.nc.LocalAddr().String()
 }
+
+// PinReadReplicaForTest makes addr the client's read replica for every
+// follower read (it is still dropped, and re-dialled, after each failure).
+func (c *Client) PinReadReplicaForTest(addr string) {
+	c.mu.Lock()
+	c.readPin = addr
+	rcur := c.rcur
+	c.rcur = nil
+	c.mu.Unlock()
+	if rcur != nil {
+		rcur.close()
+	}
+}

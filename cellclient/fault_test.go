@@ -74,6 +74,8 @@ type cellNemesis struct {
 	inmem  bool
 	clocks []*leasetest.SkewedClock
 	base   []float64 // each clock's usual rate
+	// extra faults a test adds to cellFaults.
+	extra []cellFault
 }
 
 type cellFault struct {
@@ -161,7 +163,7 @@ var cellFaults = []cellFault{
 // a master.
 func (n *cellNemesis) run(deadline time.Time) {
 	var faults []cellFault
-	for _, f := range cellFaults {
+	for _, f := range append(cellFaults[:len(cellFaults):len(cellFaults)], n.extra...) {
 		if n.inmem || !f.inmemOnly {
 			faults = append(faults, f)
 		}

@@ -71,6 +71,12 @@ var (
 	// ErrSequenceExhausted: a sequential create in a directory whose
 	// sequence counter has passed MaxSequence. Create a new directory.
 	ErrSequenceExhausted = errors.New("fsapi: sequence counter exhausted")
+	// ErrBehind: a replica asked for a follower read has not applied the
+	// revision the client has already seen (its token) and did not catch
+	// up within a short wait, or cannot tell whether the session exists.
+	// The client asks the master instead; applications see it only if
+	// the master, too, stays behind until the call's context ends.
+	ErrBehind = errors.New("fsapi: replica is behind the client's revision")
 )
 
 // CompactedError says a watch asked for events from a revision older than

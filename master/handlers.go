@@ -269,12 +269,23 @@ func (s *Server) proposeInvalidatingIndex(ctx context.Context, ls *leaderState, 
 // was taken, so no other master can have committed anything the view
 // lacks. Without a valid lease it takes the ReadIndex path.
 func (s *Server) read(ctx context.Context, h wire.Header, path string) (*fsm.View, error) {
+	return s.readAt(ctx, h, 0, path)
+}
+
+// readAt is read from a view that has also applied minRev, the client's
+// token (follower.go): a follower may apply a committed entry before the
+// master's own state machine does, and a client that saw it there must
+// not see the master's state without it.
+func (s *Server) readAt(ctx context.Context, h wire.Header, minRev uint64, path string) (*fsm.View, error) {
 	if err := fsapi.CheckPath(path); err != nil {
 		return nil, err
 	}
 	ls, err := s.session(ctx, h)
 	if err != nil {
 		return nil, err
+	}
+	if minRev > s.fsm.AppliedIndex() {
+		return s.readAhead(ctx, minRev)
 	}
 	v := s.fsm.View()
 	if s.leaseHolds(ls) {
@@ -289,7 +300,12 @@ func (s *Server) read(ctx context.Context, h wire.Header, path string) (*fsm.Vie
 // readNode is read followed by lookup: the node a read call names, and the
 // view (so the revision) it was read from.
 func (s *Server) readNode(ctx context.Context, h wire.Header, ref wire.NodeRef) (*fsm.View, *fsm.Node, error) {
-	v, err := s.read(ctx, h, ref.Path)
+	return s.readNodeAt(ctx, h, 0, ref)
+}
+
+// readNodeAt is readNode from a view that has applied minRev (see readAt).
+func (s *Server) readNodeAt(ctx context.Context, h wire.Header, minRev uint64, ref wire.NodeRef) (*fsm.View, *fsm.Node, error) {
+	v, err := s.readAt(ctx, h, minRev, ref.Path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -441,8 +457,7 @@ func (s *Server) open(ctx context.Context, req *wire.OpenRequest) (*wire.OpenRes
 		return nil, err
 	}
 	if req.Create == fsapi.CreateNo {
-		done := s.cacheRead(req.Header, wire.NodeRef{Path: req.Path}, false)
-		v, n, err := s.readNode(ctx, req.Header, wire.NodeRef{Path: req.Path})
+		v, n, done, err := s.readCall(ctx, req.Header, req.ReadOptions, wire.NodeRef{Path: req.Path}, false)
 		if err != nil {
 			return absentReply[wire.OpenResponse](done, v, req.Path, err)
 		}
@@ -487,8 +502,7 @@ func (s *Server) openSequential(ctx context.Context, req *wire.OpenRequest) (*wi
 }
 
 func (s *Server) getContents(ctx context.Context, req *wire.GetContentsRequest) (*wire.GetContentsResponse, error) {
-	done := s.cacheRead(req.Header, req.NodeRef, false)
-	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
+	v, n, done, err := s.readCall(ctx, req.Header, req.ReadOptions, req.NodeRef, false)
 	if err != nil {
 		return absentReply[wire.GetContentsResponse](done, v, req.Path, err)
 	}
@@ -500,8 +514,7 @@ func (s *Server) getContents(ctx context.Context, req *wire.GetContentsRequest) 
 }
 
 func (s *Server) getStat(ctx context.Context, req *wire.GetStatRequest) (*wire.GetStatResponse, error) {
-	done := s.cacheRead(req.Header, req.NodeRef, false)
-	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
+	v, n, done, err := s.readCall(ctx, req.Header, req.ReadOptions, req.NodeRef, false)
 	if err != nil {
 		return absentReply[wire.GetStatResponse](done, v, req.Path, err)
 	}
@@ -509,8 +522,7 @@ func (s *Server) getStat(ctx context.Context, req *wire.GetStatRequest) (*wire.G
 }
 
 func (s *Server) readDir(ctx context.Context, req *wire.ReadDirRequest) (*wire.ReadDirResponse, error) {
-	done := s.cacheRead(req.Header, req.NodeRef, true)
-	v, n, err := s.readNode(ctx, req.Header, req.NodeRef)
+	v, n, done, err := s.readCall(ctx, req.Header, req.ReadOptions, req.NodeRef, true)
 	if err != nil {
 		return nil, err
 	}
@@ -587,6 +599,7 @@ func (s *Server) status(ctx context.Context, _ *wire.StatusRequest) (*wire.Statu
 		Sessions: len(s.fsm.Sessions()), Nodes: s.fsm.View().NodeCount(),
 		LockWakeups: s.lockw.wakeups.Load(),
 		EventsHeld:  s.fsm.EventCount(), EventFloor: s.fsm.EventFloor(), Watches: s.fsm.EventWaiters(),
+		FollowerReads: s.followerServed.Load(), FollowerBehind: s.followerBehind.Load(),
 	}
 	if s.IsMaster() {
 		resp.CacheEntries, resp.InvalidationsPending = s.cache.stats()

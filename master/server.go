@@ -41,6 +41,9 @@ type Server struct {
 	handlerTable map[wire.MsgType]handlerFunc
 	lockw        *lockWaiters
 	cache        *cacheTable
+	// followerServed and followerBehind count follower reads answered
+	// here and sent to the master (Status; follower.go).
+	followerServed, followerBehind atomic.Uint64
 
 	// leading is the master state this replica runs while it leads; nil
 	// otherwise. Read on every call, replaced by the leader loop.

@@ -13,6 +13,7 @@ func TestBenchCache(t *testing.T) {
 	t.Run("ReadCached", func(t *testing.T) { testBenchReadCache(t, c, "on", "batch") })
 	t.Run("ReadUncached", func(t *testing.T) { testBenchReadCache(t, c, "off", "op") })
 	t.Run("ReadHuman", func(t *testing.T) { testBenchReadCacheHuman(t, c) })
+	t.Run("ReadFollower", func(t *testing.T) { testBenchReadFollower(t, c) })
 	t.Run("Invalidate", func(t *testing.T) { testBenchInval(t, c) })
 	t.Run("InvalidateHuman", func(t *testing.T) { testBenchInvalHuman(t, c) })
 	t.Run("Sessions", func(t *testing.T) { testBenchSessions(t, c) })
@@ -68,6 +69,25 @@ func testBenchReadCacheHuman(t *testing.T, c *testCell) {
 		if !strings.Contains(out, want) {
 			t.Errorf("bench read output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func testBenchReadFollower(t *testing.T, c *testCell) {
+	out := c.ok(t, "", "--json", "bench", "read", "--follower", "--clients", "2", "--duration", "300ms",
+		"--warmup", "100ms", "--names", "5")
+	objs := jsonLines(t, out)
+	if len(objs) != 1 {
+		t.Fatalf("bench read --follower --json printed %q", out)
+	}
+	s := objs[0]
+	if num(t, s, "ops") <= 0 || num(t, s, "errors") != 0 || s["cache"] != "off" || s["follower"] != true ||
+		num(t, s, "follower_replica_reads") == 0 || num(t, s, "cache_hits") != 0 ||
+		num(t, s, "follower_replica_reads")+num(t, s, "follower_master_reads") < num(t, s, "ops") {
+		t.Fatalf("bench read --follower summary %v; want reads answered by read replicas, no cache", s)
+	}
+	human := c.ok(t, "", "bench", "read", "--follower", "--clients", "1", "--duration", "200ms", "--warmup", "0s", "--names", "3")
+	if !strings.Contains(human, "reads answered by read replicas") {
+		t.Errorf("bench read --follower output lacks the follower line:\n%s", human)
 	}
 }
 
@@ -163,6 +183,7 @@ func TestBenchCacheUsage(t *testing.T) {
 		{cell, "bench", "read", "--cache", "maybe"},
 		{cell, "bench", "read", "--timing", "sometimes"},
 		{cell, "bench", "read", "--batch", "0"},
+		{cell, "bench", "read", "--follower", "--cache", "on"},
 		{cell, "bench", "invalidate", "--sessions", "0"},
 		{cell, "bench", "invalidate", "--writes", "0"},
 		{cell, "bench", "invalidate", "--recache", "some"},

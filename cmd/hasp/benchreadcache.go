@@ -24,10 +24,14 @@ type readCacheOptions struct {
 	cache  string // "on" or "off"
 	timing string // "op" or "batch"
 	batch  int    // reads per timed batch (--timing batch)
+	// follower: Config.FollowerReads; cacheSet: --cache was given.
+	follower, cacheSet bool
 }
 
 func (ro *readCacheOptions) validate() error {
 	switch {
+	case ro.follower && ro.cacheSet && ro.cache == "on":
+		return usagef("--follower: follower reads do not use the cache; drop --cache on")
 	case ro.cache != "on" && ro.cache != "off":
 		return usagef("--cache %q: want on or off", ro.cache)
 	case ro.timing != "op" && ro.timing != "batch":
@@ -65,13 +69,19 @@ func (a *app) extendBenchRead(bench *cobra.Command, o *benchOptions) {
 		"the reads of batches inside the window, and the latency percentiles are of the mean\n" +
 		"read time of each batch.\n\n" +
 		"It reports the clients' cache hits and misses over the whole run (set-up and warm-up\n" +
-		"included) and the load average at the start and the end."
+		"included) and the load average at the start and the end.\n\n" +
+		"--follower gives every client follower reads (no cache): each read goes to a replica\n" +
+		"other than the master, which answers from its own state once it has applied the\n" +
+		"client's token (read-your-writes and monotonic reads, not linearizable). It reports\n" +
+		"how many reads the read replicas answered and how many went on to the master."
 	f := read.Flags()
 	f.StringVar(&ro.cache, "cache", "on", "the client cache: on or off")
 	f.StringVar(&ro.timing, "timing", "op", "op (time each read) or batch (time batches of --batch reads)")
 	f.IntVar(&ro.batch, "batch", 1000, "reads per timed batch with --timing batch")
+	f.BoolVar(&ro.follower, "follower", false, "follower reads: replicas other than the master answer (implies no cache)")
 	read.RunE = a.action(func(ctx context.Context, _ []string) error {
 		o.workload = "read"
+		ro.cacheSet = f.Changed("cache")
 		return a.benchRead(ctx, *o, *ro)
 	})
 }
@@ -88,7 +98,12 @@ func (a *app) benchRead(ctx context.Context, o benchOptions, ro readCacheOptions
 	if o.sessions == "shared" {
 		n = 1
 	}
-	clients, err := a.dialMany(ctx, n, setupWidth, func(cfg *cellclient.Config) { cfg.DisableCache = ro.cache == "off" })
+	if ro.follower {
+		ro.cache = "off"
+	}
+	clients, err := a.dialMany(ctx, n, setupWidth, func(cfg *cellclient.Config) {
+		cfg.DisableCache, cfg.FollowerReads = ro.cache == "off", ro.follower
+	})
 	defer closeClients(clients)
 	if err != nil {
 		return err
@@ -116,6 +131,14 @@ func (a *app) benchRead(ctx context.Context, o benchOptions, ro readCacheOptions
 		st.Invalidations += cs.Invalidations
 	}
 	s.CacheHits, s.CacheMisses, s.CacheInvalidations = st.Hits, st.Misses, st.Invalidations
+	if ro.follower {
+		s.Follower = true
+		for _, c := range clients {
+			fs := c.FollowerStats()
+			s.FollowerReplica += fs.Replica
+			s.FollowerMaster += fs.Master
+		}
+	}
 	return a.reportRead(s)
 }
 
@@ -233,6 +256,11 @@ type readCacheSummary struct {
 	CacheInvalidations uint64  `json:"cache_invalidations"`
 	LoadStart          float64 `json:"loadavg_start"`
 	LoadEnd            float64 `json:"loadavg_end"`
+	// With --follower: reads answered by read replicas and by the master
+	// over the whole run (set-up included).
+	Follower        bool   `json:"follower,omitempty"`
+	FollowerReplica uint64 `json:"follower_replica_reads"`
+	FollowerMaster  uint64 `json:"follower_master_reads"`
 }
 
 func (a *app) reportRead(s readCacheSummary) error {
@@ -270,6 +298,9 @@ func writeBenchRead(w io.Writer, s readCacheSummary) error {
 	fmt.Fprintf(tw, "timing\t%s\n", timing)
 	fmt.Fprintf(tw, "cache\t%s, %d hits, %d misses, %d invalidations\n", s.Cache, s.CacheHits, s.CacheMisses,
 		s.CacheInvalidations)
+	if s.Follower {
+		fmt.Fprintf(tw, "follower\t%d reads answered by read replicas, %d by the master\n", s.FollowerReplica, s.FollowerMaster)
+	}
 	fmt.Fprintf(tw, "load\t%.2f at start, %.2f at end\n", s.LoadStart, s.LoadEnd)
 	return tw.Flush()
 }

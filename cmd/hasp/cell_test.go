@@ -157,7 +157,7 @@ func testStatusJSON(t *testing.T, c *testCell) {
 	masters, seen := 0, map[any]bool{}
 	for _, o := range objs {
 		hasKeys(t, o, "id", "address", "state", "term", "last_index", "applied_index", "commit_index",
-			"leader_id", "sessions", "nodes")
+			"leader_id", "sessions", "nodes", "follower_reads", "follower_behind")
 		if o["state"] == "master" {
 			masters++
 		}

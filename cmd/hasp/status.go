@@ -57,6 +57,10 @@ type replicaJSON struct {
 	CachedEntries        int    `json:"cached_entries"`
 	InvalidationsPending int    `json:"invalidations_pending"`
 	LockWakeups          uint64 `json:"lock_wakeups"`
+	// Follower reads this replica answered while not master, and sent to
+	// the master (Behind).
+	FollowerReads  uint64 `json:"follower_reads"`
+	FollowerBehind uint64 `json:"follower_behind"`
 }
 
 // unreachableJSON is a replica that did not answer.
@@ -110,7 +114,7 @@ func (a *app) emitStatus(results []replicaResult) error {
 				CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, LeaderID: s.LeaderID,
 				LeaderAddress: s.LeaderAddr, Cell: s.Cell, Sessions: s.Sessions, Nodes: s.Nodes,
 				LeaseMS: s.LeaseRemainingMillis, CachedEntries: s.CacheEntries, InvalidationsPending: s.InvalidationsPending,
-				LockWakeups: s.LockWakeups}
+				LockWakeups: s.LockWakeups, FollowerReads: s.FollowerReads, FollowerBehind: s.FollowerBehind}
 		}
 		if err := a.emit(v); err != nil {
 			return err

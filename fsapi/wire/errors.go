@@ -41,7 +41,11 @@ const (
 	// Codes 25-29 belong to sequential nodes and multi-ops.
 	CodeSequenceExhausted Code = 25
 
-	lastCode = CodeSequenceExhausted
+	// Follower reads (25–29 are another feature's).
+
+	CodeBehind Code = 30
+
+	lastCode = CodeBehind
 )
 
 var codeErrs = map[Code]error{
@@ -67,6 +71,7 @@ var codeErrs = map[Code]error{
 	CodeStaleSequencer:     fsapi.ErrStaleSequencer,
 	CodeCompacted:          fsapi.ErrCompacted,
 	CodeSequenceExhausted:  fsapi.ErrSequenceExhausted,
+	CodeBehind:             fsapi.ErrBehind,
 }
 
 // Error is an error as carried on the wire.

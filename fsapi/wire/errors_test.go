@@ -33,6 +33,7 @@ var sentinels = []struct {
 	{fsapi.ErrUnavailable, wire.CodeUnavailable},
 	{fsapi.ErrCompacted, wire.CodeCompacted},
 	{fsapi.ErrSequenceExhausted, wire.CodeSequenceExhausted},
+	{fsapi.ErrBehind, wire.CodeBehind},
 }
 
 // overTheWire sends an error as a replica does (in a response header,
@@ -238,5 +239,55 @@ func TestMultiOpErrorRoundTrip(t *testing.T) {
 	// Not about one op: no MultiOpError.
 	if got := overTheWire(t, fsapi.ErrTooLarge); errors.As(got, new(*fsapi.MultiOpError)) {
 		t.Fatalf("plain error became %v", got)
+	}
+}
+
+// TestReadOptionsOmittedWhenZero: a default read encodes exactly as it did
+// before follower reads, so an old replica and every stored seed see the
+// same bytes; a follower read's fields travel and decode back.
+func TestReadOptionsOmittedWhenZero(t *testing.T) {
+	plain, err := wire.Encode(&wire.GetStatRequest{Header: wire.Header{Session: 7, Epoch: 3}, NodeRef: wire.NodeRef{Path: "/a", Instance: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example frame of docs/protocol.md ("Encoding").
+	want := []byte{0x84, 0xa5, 'E', 'p', 'o', 'c', 'h', 0x03, 0xa8, 'I', 'n', 's', 't', 'a', 'n', 'c', 'e', 0x05,
+		0xa4, 'P', 'a', 't', 'h', 0xa2, '/', 'a', 0xa7, 'S', 'e', 's', 's', 'i', 'o', 'n', 0x07}
+	if !bytes.Equal(plain, want) {
+		t.Fatalf("default GetStat encodes as %x, want %x", plain, want)
+	}
+	req := &wire.GetContentsRequest{ReadOptions: wire.ReadOptions{Follower: true, MinRevision: 300}, NodeRef: wire.NodeRef{Path: "/a"}}
+	enc, err := wire.Encode(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"Follower", "MinRevision"} {
+		if !bytes.Contains(enc, []byte(key)) {
+			t.Errorf("key %s missing from %x", key, enc)
+		}
+	}
+	var got wire.GetContentsRequest
+	if err := wire.Decode(enc, &got); err != nil || got.ReadOptions != req.ReadOptions {
+		t.Fatalf("decoded %+v, %v; want %+v", got.ReadOptions, err, req.ReadOptions)
+	}
+	// A client may send MinRevision with any integer width; a negative one
+	// is a bad request, as for every unsigned field.
+	neg := []byte{0x81, 0xab, 'M', 'i', 'n', 'R', 'e', 'v', 'i', 's', 'i', 'o', 'n', 0xff}
+	if err := wire.Decode(neg, &got); !errors.Is(err, fsapi.ErrBadRequest) {
+		t.Fatalf("negative MinRevision: %v, want ErrBadRequest", err)
+	}
+}
+
+// TestBehindCode: CodeBehind is 30 (codes 25–29 belong to another
+// feature) and stays a plain sentinel, not a redirect with a leader.
+func TestBehindCode(t *testing.T) {
+	if wire.CodeBehind != 30 {
+		t.Fatalf("CodeBehind = %d, want 30: codes are never renumbered", wire.CodeBehind)
+	}
+	err := fmt.Errorf("%w: applied 10, want 12", fsapi.ErrBehind)
+	got := overTheWire(t, err)
+	var nm *fsapi.NotMasterError
+	if !errors.Is(got, fsapi.ErrBehind) || errors.As(got, &nm) || got.Error() != err.Error() {
+		t.Fatalf("round trip of %v: %v", err, got)
 	}
 }

@@ -62,6 +62,16 @@ func requests() []message {
 			func() any { return new(wire.GetStatRequest) }},
 		{"ReadDir", wire.MsgReadDir, &wire.ReadDirRequest{Header: hdr, NodeRef: wire.NodeRef{Path: "/dir", Instance: 1}},
 			func() any { return new(wire.ReadDirRequest) }},
+		// Follower reads (ReadOptions).
+		{"OpenFollower", wire.MsgOpen, &wire.OpenRequest{Header: hdr, ReadOptions: wire.ReadOptions{Follower: true, MinRevision: 1<<40 + 3},
+			Path: "/a"}, func() any { return new(wire.OpenRequest) }},
+		{"GetContentsFollower", wire.MsgGetContents, &wire.GetContentsRequest{Header: hdr,
+			ReadOptions: wire.ReadOptions{Follower: true, MinRevision: 1<<64 - 1}, NodeRef: wire.NodeRef{Path: "/x", Instance: 99}},
+			func() any { return new(wire.GetContentsRequest) }},
+		{"GetStatMinRevision", wire.MsgGetStat, &wire.GetStatRequest{Header: hdr, ReadOptions: wire.ReadOptions{MinRevision: 7},
+			NodeRef: wire.NodeRef{Path: "/"}}, func() any { return new(wire.GetStatRequest) }},
+		{"ReadDirFollower", wire.MsgReadDir, &wire.ReadDirRequest{Header: hdr, ReadOptions: wire.ReadOptions{Follower: true},
+			NodeRef: wire.NodeRef{Path: "/dir", Instance: 1}}, func() any { return new(wire.ReadDirRequest) }},
 		{"SetContents", wire.MsgSetContents, &wire.SetContentsRequest{Header: hdr, WriteHeader: whdr, NodeRef: wire.NodeRef{Path: "/f", Instance: 3},
 			Data: bytes.Repeat([]byte{0xc1}, 70000), IfGeneration: math.MaxUint64}, func() any { return new(wire.SetContentsRequest) }},
 		{"Delete", wire.MsgDelete, &wire.DeleteRequest{Header: hdr, WriteHeader: whdr, NodeRef: wire.NodeRef{Path: "/f", Instance: 3}},
@@ -110,6 +120,9 @@ func responses() []message {
 		{"ReadDir", wire.MsgReadDir, &wire.ReadDirResponse{RespHeader: rhdr, Stat: fullStat, Entries: []fsapi.DirEntry{
 			{Name: "a", Stat: fullStat}, {Name: "b-2.x_y", Stat: fsapi.Stat{Instance: 5}}}}, func() any { return new(wire.ReadDirResponse) }},
 		{"SetContents", wire.MsgSetContents, &wire.SetContentsResponse{RespHeader: rhdr, Stat: fullStat}, func() any { return new(wire.SetContentsResponse) }},
+		{"GetContentsBehind", wire.MsgGetContents, &wire.GetContentsResponse{RespHeader: wire.RespHeader{Err: &wire.Error{
+			Code: wire.CodeBehind, Message: "fsapi: replica is behind the client's revision: applied 10, want 12"}}},
+			func() any { return new(wire.GetContentsResponse) }},
 		{"SetContentsErr", wire.MsgSetContents, &wire.SetContentsResponse{RespHeader: wire.RespHeader{
 			Err: &wire.Error{Code: wire.CodeGenerationMismatch, Message: "expected 3, actual 4"}}}, func() any { return new(wire.SetContentsResponse) }},
 		{"Delete", wire.MsgDelete, &wire.DeleteResponse{RespHeader: rhdr}, func() any { return new(wire.DeleteResponse) }},
@@ -117,6 +130,8 @@ func responses() []message {
 			Term: 4, LastIndex: 100, CommitIndex: 99, AppliedIndex: 98, LeaderID: "r1", LeaderAddr: "127.0.0.1:1", Sessions: 3, Nodes: 10,
 			Servers: []wire.Server{{ID: "r1", Address: "127.0.0.1:1", Voter: true}, {ID: "r2", Address: "127.0.0.1:2"}}},
 			func() any { return new(wire.StatusResponse) }},
+		{"StatusFollower", wire.MsgStatus, &wire.StatusResponse{RespHeader: rhdr, ID: "r2", State: "replica", FollowerReads: 1 << 40,
+			FollowerBehind: 7}, func() any { return new(wire.StatusResponse) }},
 		{"Acquire", wire.MsgAcquire, &wire.AcquireResponse{RespHeader: rhdr, Granted: true, Generation: 9, Mode: 1, Stat: fullStat},
 			func() any { return new(wire.AcquireResponse) }},
 		{"AcquireHeld", wire.MsgAcquire, &wire.AcquireResponse{RespHeader: wire.RespHeader{Err: &wire.Error{Code: wire.CodeHeld,

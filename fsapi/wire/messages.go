@@ -150,10 +150,11 @@ type CloseSessionResponse struct {
 }
 
 // OpenRequest opens (and maybe creates) a node. When Create is CreateNo it is
-// a read; otherwise a write.
+// a read; otherwise a write (ReadOptions are then ignored).
 type OpenRequest struct {
 	Header
 	WriteHeader
+	ReadOptions
 	Path      string
 	Create    fsapi.CreateMode
 	Ephemeral bool
@@ -174,6 +175,20 @@ type OpenResponse struct {
 	Path string `codec:",omitempty"`
 }
 
+// ReadOptions ask for a follower read (docs/consistency.md, "Follower
+// reads"). Both fields are omitted when zero, so a default (linearizable)
+// read encodes as it did before follower reads existed.
+type ReadOptions struct {
+	// Follower lets any replica answer from its own state, not only the
+	// master. The answer is then never cacheable.
+	Follower bool `codec:",omitempty"`
+	// MinRevision is the client's token: the highest revision it has seen
+	// in any answer. A replica answers only from a state that has applied
+	// at least this revision: it waits briefly for it, else answers
+	// CodeBehind. The master honours it too.
+	MinRevision uint64 `codec:",omitempty"`
+}
+
 // NodeRef names one instance of a node. Instance 0 matches any instance.
 // Sequencer, when set (the bytes of a lock sequencer the handle was given
 // with SetSequencer), must still be current or the call fails with
@@ -187,6 +202,7 @@ type NodeRef struct {
 // GetContentsRequest reads a file's contents and metadata.
 type GetContentsRequest struct {
 	Header
+	ReadOptions
 	NodeRef
 }
 
@@ -200,6 +216,7 @@ type GetContentsResponse struct {
 // GetStatRequest reads a node's metadata.
 type GetStatRequest struct {
 	Header
+	ReadOptions
 	NodeRef
 }
 
@@ -212,6 +229,7 @@ type GetStatResponse struct {
 // ReadDirRequest lists a directory.
 type ReadDirRequest struct {
 	Header
+	ReadOptions
 	NodeRef
 }
 
@@ -402,6 +420,12 @@ type StatusResponse struct {
 	EventsHeld int    `codec:",omitempty"`
 	EventFloor uint64 `codec:",omitempty"`
 	Watches    int    `codec:",omitempty"`
+	// FollowerReads counts the follower reads this replica answered from
+	// its own state while not master, and FollowerBehind those it sent to
+	// the master (Behind: it had not applied the client's token in time,
+	// or did not know the session), since it started.
+	FollowerReads  uint64 `codec:",omitempty"`
+	FollowerBehind uint64 `codec:",omitempty"`
 }
 
 // Server is one member of the Raft configuration.
@@ -417,3 +441,7 @@ func (h *RespHeader) Header() *RespHeader { return h }
 // SetHeader lets the client refresh a request's session header (its epoch)
 // before each retry.
 func (h *Header) SetHeader(x Header) { *h = x }
+
+// SetReadOptions lets the client set a read's follower options (and its
+// token) before each try.
+func (o *ReadOptions) SetReadOptions(x ReadOptions) { *o = x }
