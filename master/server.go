@@ -151,12 +151,12 @@ func (s *Server) listen() error {
 		s.trans = s.cfg.Transport
 	} else {
 		s.raftLayer = newStreamLayer(advertiseAddr(s.addr))
-		s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		s.trans = noPipeline{raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream:  s.raftLayer,
 			MaxPool: 3,
 			Timeout: 5 * time.Second,
 			Logger:  newHclog(s.log, "raft-net", s.stopping),
-		})
+		})}
 	}
 	s.track(func() { s.serveListener(ln) })
 	return nil
@@ -353,3 +353,19 @@ func (s *Server) IsMaster() bool { return s.leading.Load() != nil }
 // LockWakeups counts the waiting lock calls this replica has woken because
 // their request was granted or dropped (see StatusResponse.LockWakeups).
 func (s *Server) LockWakeups() uint64 { return s.lockw.wakeups.Load() }
+
+// noPipeline is raft's network transport without pipelined replication.
+// raft v1.8.0's netPipeline can wedge: after a follower answers
+// Success=false, the send loop may park on a full in-flight channel while
+// the response decoder parks on a done channel nobody reads, so the
+// leader never replicates to that follower again (heartbeats still flow,
+// so no election heals it) and raft.Shutdown waits forever
+// (hashicorp/raft#612; Grafana Pyroscope disabled pipelining for it). We saw
+// it as a replica that ignored SIGTERM for 20 minutes. Without a pipeline
+// raft sends one AppendEntries at a time per follower, each batching up to
+// MaxAppendEntries entries; on a LAN the lost overlap is small.
+type noPipeline struct{ *raft.NetworkTransport }
+
+func (noPipeline) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}

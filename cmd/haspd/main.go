@@ -96,6 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go exitOnSecondSignal(ctx, stop, stderr)
 	if o.dev {
 		err = runDev(ctx, o, logger, stdout)
 	} else {
@@ -107,6 +108,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return 0
 }
+
+// exitOnSecondSignal: the first SIGINT or SIGTERM starts a clean shutdown
+// (leadership hand-off, raft and store closed); a second one, or a
+// shutdown still running after shutdownGrace, ends the process at once. A
+// replica that stops uncleanly loses nothing committed (its writes are
+// synced), so an operator is never left with a replica that will not die.
+func exitOnSecondSignal(ctx context.Context, stop context.CancelFunc, stderr io.Writer) {
+	<-ctx.Done()
+	stop() // later signals are no longer swallowed by ctx
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	select {
+	case sig := <-again:
+		fmt.Fprintf(stderr, "haspd: %v again: exiting without a clean shutdown\n", sig)
+	case <-time.After(shutdownGrace):
+		fmt.Fprintf(stderr, "haspd: shutdown still running after %v: exiting without finishing it\n", shutdownGrace)
+	}
+	os.Exit(1)
+}
+
+// shutdownGrace bounds a clean shutdown.
+const shutdownGrace = 30 * time.Second
 
 // serveDebug serves net/http/pprof's handlers on addr, if set, for
 // profiling a running replica (go tool pprof http://ADDR/debug/pprof/heap).
