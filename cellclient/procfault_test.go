@@ -421,9 +421,14 @@ func TestProcRestartKeepsLeaseTiming(t *testing.T) {
 // ran out while it slept. It must not answer the KeepAlives it holds with
 // "session expired" (it once did, ending sessions the new master kept
 // alive): it may only point the clients at the new master. Repeated with
-// several clients so that some KeepAlive is surely held across the pause.
+// several clients and three rounds, so that some KeepAlive is likely held
+// across a pause (a 4 s lease catches the old behaviour in about half the
+// runs; a 3 s one left too little margin for a loaded machine).
 func TestProcDeposedMasterKeepsSessions(t *testing.T) {
-	const sessionLease = 3 * time.Second
+	// 4 s: after the pause, a session's lease at the new master runs from
+	// its takeover, and a client must reach it within that; 3 s left too
+	// little margin on a loaded machine.
+	const sessionLease = 4 * time.Second
 	cell := mastertest.StartProcCell(t, mastertest.ProcOptions{N: 3, SessionLease: sessionLease})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -435,7 +440,7 @@ func TestProcDeposedMasterKeepsSessions(t *testing.T) {
 		clients = append(clients, procDialConfig(t, ctx, cellclient.Config{Addrs: cell.Addrs(),
 			AttemptTimeout: 10 * time.Second, GracePeriod: 30 * time.Second}))
 	}
-	for round := range 2 {
+	for round := range 3 {
 		m := procMaster(t, cell, 30*time.Second)
 		time.Sleep(700 * time.Millisecond) // KeepAlives settle at m
 		cell.Stop(m)
