@@ -83,6 +83,11 @@ type lockHolder struct {
 	outMu sync.Mutex // protects out
 	out   *bufio.Writer
 
+	// closing is set when a close begins: from then the client's
+	// CloseSession may free its locks at any moment, while its own lease
+	// still looks valid, so check must no longer answer "safe".
+	closing atomic.Bool
+
 	mu   sync.Mutex // protects following fields
 	c    *cellclient.Client
 	hs   map[string]*cellclient.Handle
@@ -202,6 +207,7 @@ func (lh *lockHolder) serve(id, verb string, args []string) {
 		lh.mu.Lock()
 		lh.c, lh.hs, lh.seqs = nc, map[string]*cellclient.Handle{}, map[string]locks.Sequencer{}
 		lh.mu.Unlock()
+		lh.closing.Store(false)
 		lh.reply(id, "ok %d", nc.Session())
 	case "acquire", "try":
 		h, err := lh.handle(c, arg(0))
@@ -238,7 +244,7 @@ func (lh *lockHolder) serve(id, verb string, args []string) {
 		lh.reply(id, "ok")
 	case "check":
 		end := c.LeaseEndForTest()
-		if rem := time.Until(end); rem > 0 {
+		if rem := time.Until(end); rem > 0 && !lh.closing.Load() {
 			lh.reply(id, "ok safe %d", rem.Nanoseconds())
 		} else {
 			lh.reply(id, "ok unsafe")
@@ -270,6 +276,7 @@ func (lh *lockHolder) serve(id, verb string, args []string) {
 		resp.Body.Close()
 		lh.reply(id, "ok %d %s", resp.StatusCode, strings.ReplaceAll(string(body), "\n", " "))
 	case "close":
+		lh.closing.Store(true)
 		c.Close()
 		lh.reply(id, "ok")
 	default:
