@@ -27,7 +27,8 @@ type ConfigVersion struct {
 	Err error
 }
 
-// WatchConfig delivers the configuration file called name now, and then
+// WatchConfig delivers the configuration file called name as it is when
+// WatchConfig returns (it reads it first), and then
 // every new version of it, in order, until ctx or the session ends (the
 // channel is then closed; the last value carries Err unless ctx ended).
 // If the file does not exist yet, the first value is its creation.
@@ -48,12 +49,25 @@ func (c *Client) WatchConfig(ctx context.Context, name string) (<-chan ConfigVer
 		return nil, fmt.Errorf("watch config %s: %w", name, err)
 	}
 	w := &configWatch{c: c, name: name, path: path}
-	ch, err := c.watch(ctx, ctx, path, WatchOptions{})
+	wctx, cancel := context.WithCancel(ctx)
+	ch, err := c.watch(wctx, wctx, path, WatchOptions{})
 	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("watch config %s: %w", name, err)
+	}
+	// The first read happens before WatchConfig returns, so the first
+	// value is the version current at the call (a write made after it
+	// returns is a later value, never a skipped first one).
+	first, err := w.read(ctx)
+	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("watch config %s: %w", name, err)
 	}
 	out := make(chan ConfigVersion)
-	go w.run(ctx, ch, out)
+	go func() {
+		defer cancel()
+		w.run(wctx, ch, out, first)
+	}()
 	return out, nil
 }
 
@@ -65,8 +79,15 @@ type configWatch struct {
 	delivered            bool
 }
 
-func (w *configWatch) run(ctx context.Context, ch <-chan WatchEvent, out chan<- ConfigVersion) {
+func (w *configWatch) run(ctx context.Context, ch <-chan WatchEvent, out chan<- ConfigVersion, first *ConfigVersion) {
 	defer close(out)
+	if first != nil {
+		select {
+		case out <- *first:
+		case <-ctx.Done():
+			return
+		}
+	}
 	for {
 		err := w.follow(ctx, ch, out)
 		if errors.Is(err, fsapi.ErrCompacted) {
