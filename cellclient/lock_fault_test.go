@@ -33,9 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -228,118 +225,15 @@ func lockConfirmed(c *cellclient.Client, rec *fsapitest.Recorder) (int64, bool) 
 	return at, time.Now().Before(end)
 }
 
-// checkLockHistory checks a lock history against lockModel, as
-// fsapitest.Check does for files: on failure (or with HASP_VIS_ALWAYS) it
-// writes porcupine's visualization into $HASP_VIS_DIR (or a new directory
-// under os.TempDir()) and prints an excerpt of each partition that could
-// not be linearized. $HASP_CHECK_TIMEOUT bounds the check.
+// checkLockHistory checks a lock history against lockModel with
+// fsapitest.Check (visualization and excerpt on failure, as for files).
 func checkLockHistory(t *testing.T, ops []porcupine.Operation, notes []porcupine.Annotation) {
 	t.Helper()
-	timeout := fsapitest.CheckTimeout
-	if s := os.Getenv("HASP_CHECK_TIMEOUT"); s != "" {
-		if d, err := time.ParseDuration(s); err == nil && d > 0 {
-			timeout = d
-		}
-	}
-	start := time.Now()
-	res, info := porcupine.CheckOperationsVerbose(lockModel, ops, timeout)
-	t.Logf("lock history: %d operations: %s in %v", len(ops), res, time.Since(start).Round(time.Millisecond))
-	if res == porcupine.Ok && os.Getenv("HASP_VIS_ALWAYS") == "" {
-		return
-	}
-	path, err := visualizeLocks(t, info, notes)
-	if err != nil {
-		t.Errorf("writing the visualization: %v", err)
-	}
-	switch res {
-	case porcupine.Ok:
-		t.Logf("visualization: %s", path)
-	case porcupine.Illegal:
-		t.Errorf("lock history is NOT linearizable (mutual exclusion or generation order broken); visualization: %s\n%s",
-			path, lockExcerpt(ops, info))
-	default:
-		t.Errorf("lock history check timed out after %v; visualization: %s", timeout, path)
-	}
+	fsapitest.Check(t, lockModel, ops, notes...)
 }
 
-var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
-
-func visualizeLocks(t *testing.T, info porcupine.LinearizationInfo, notes []porcupine.Annotation) (string, error) {
-	dir := os.Getenv("HASP_VIS_DIR")
-	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "hasp-porcupine-"); err != nil {
-			return "", err
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	info.AddAnnotations(notes)
-	path := filepath.Join(dir, unsafeFileChars.ReplaceAllString(t.Name(), "_")+time.Now().Format("-150405.000")+".html")
-	return path, porcupine.VisualizePath(lockModel, info, path)
-}
-
-// lockExcerpt describes, for each partition that could not be
-// linearized, the end of its longest partial linearization and the
-// earliest operations that could not follow it.
-func lockExcerpt(history []porcupine.Operation, info porcupine.LinearizationInfo) string {
-	var b strings.Builder
-	parts := lockModel.Partition(history)
-	partials := info.PartialLinearizationsOperations()
-	describe := func(op porcupine.Operation) string {
-		ret := "never"
-		if op.Return != fsapitest.Never {
-			ret = fmt.Sprintf("%.6fs", float64(op.Return)/1e9)
-		}
-		s := fmt.Sprintf("client %d [%.6fs, %s] %s", op.ClientId, float64(op.Call)/1e9, ret,
-			lockModel.DescribeOperation(op.Input, op.Output))
-		if op.Metadata != nil {
-			s += fmt.Sprintf(" (%v)", op.Metadata)
-		}
-		return s
-	}
-	for p, ops := range parts {
-		if p >= len(partials) {
-			break
-		}
-		var longest []porcupine.Operation
-		for _, l := range partials[p] {
-			if len(l) > len(longest) {
-				longest = l
-			}
-		}
-		if len(longest) == len(ops) {
-			continue
-		}
-		fmt.Fprintf(&b, "lock %s: %d of %d operations linearized; the longest linearization ends:\n",
-			ops[0].Input.(lockInput).Lock, len(longest), len(ops))
-		state := lockModel.Init()
-		var states []string
-		for _, op := range longest {
-			_, state = lockModel.Step(state, op.Input, op.Output)
-			states = append(states, lockModel.DescribeState(state))
-		}
-		for i := max(0, len(longest)-6); i < len(longest); i++ {
-			fmt.Fprintf(&b, "    %s  => %s\n", describe(longest[i]), states[i])
-		}
-		done := map[porcupine.Operation]bool{}
-		for _, op := range longest {
-			done[op] = true
-		}
-		var rest []porcupine.Operation
-		for _, op := range ops {
-			if !done[op] {
-				rest = append(rest, op)
-			}
-		}
-		sort.Slice(rest, func(i, j int) bool { return rest[i].Call < rest[j].Call })
-		fmt.Fprintf(&b, "  and none of the next operations can follow it:\n")
-		for _, op := range rest[:min(len(rest), 8)] {
-			fmt.Fprintf(&b, "    %s\n", describe(op))
-		}
-	}
-	return b.String()
-}
+// PartitionKey names a lock history's partition in fsapitest's excerpt.
+func (in lockInput) PartitionKey() string { return in.Lock }
 
 // TestLockHistoryModel checks the checker: the model accepts a history
 // with a lost holder whose loss fits before the next grant, and rejects

@@ -95,7 +95,7 @@ func excerpt(model porcupine.Model, history []porcupine.Operation, info porcupin
 		if len(longest) == len(ops) {
 			continue
 		}
-		key := ops[0].Input.(Input).Path
+		key := partitionKey(ops[0].Input, p)
 		fmt.Fprintf(&b, "partition %s: %d of %d operations linearized; the longest linearization ends:\n", key, len(longest), len(ops))
 		states := replay(model, longest)
 		for i := max(0, len(longest)-6); i < len(longest); i++ {
@@ -118,6 +118,15 @@ func excerpt(model porcupine.Model, history []porcupine.Operation, info porcupin
 		}
 	}
 	return b.String()
+}
+
+// partitionKey names a partition by its first input's PartitionKey, if
+// the model's inputs have one (Input does: the path), else by its index.
+func partitionKey(in any, p int) string {
+	if k, ok := in.(interface{ PartitionKey() string }); ok {
+		return k.PartitionKey()
+	}
+	return fmt.Sprint(p)
 }
 
 func longestOf(ls [][]porcupine.Operation) []porcupine.Operation {

@@ -42,6 +42,9 @@ type Input struct {
 	IfGeneration uint64
 }
 
+// PartitionKey is the path: histories are partitioned by file.
+func (in Input) PartitionKey() string { return in.Path }
+
 // Result says how an operation ended.
 type Result uint8
 
