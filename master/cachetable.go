@@ -25,11 +25,16 @@ import (
 //     become cachable again once it is applied.
 //   - Writes to one node pass the invalidation stage in order: a later
 //     write's invalidation completes only after every earlier one's has.
-//   - A read checks the node's write epoch before and after taking its
-//     view ("read, then check"): if a write began on the node meanwhile, the
-//     reply is not cacheable. Otherwise the view was taken before that
-//     write's invalidation was queued, so its revision is at most the
+//   - A read checks, after taking its view, that no write began on what it
+//     read (the node, or the directory's listing) since it registered
+//     ("register, read, then check"): if one did, the reply is not
+//     cacheable. Otherwise the view was taken before that write's
+//     invalidation was queued, so its revision is at most the
 //     invalidation's: the client refuses a crossing reply by revision.
+//     Write epochs come from one counter that never goes back, and a path's
+//     state is forgotten only by raising a floor (retired), so a read that
+//     straddles a whole write is caught even after the write's state is
+//     gone.
 //   - A new master does not know what clients cache. Every inherited
 //     session that caches is "unflushed" until a KeepAlive shows it has
 //     flushed its cache at this master's epoch; writes wait for that (or
@@ -63,9 +68,19 @@ func (cs *cacheSession) changed() {
 }
 
 type pathState struct {
-	epoch   uint64        // bumped when a write begins on the path
+	epoch   uint64        // the table's write counter when the latest write on the key began
 	busy    int           // writes between begin and end
 	lastInv chan struct{} // closed when the latest write's invalidation stage is done
+}
+
+// stateKey is the key of a node's state in cacheTable.paths, or (listing)
+// of its directory listing's: a change to a child's stat changes the
+// listing but not the directory's own node.
+func stateKey(path string, listing bool) string {
+	if listing {
+		return path + "\x00listing"
+	}
+	return path
 }
 
 type cacheTable struct {
@@ -78,7 +93,12 @@ type cacheTable struct {
 	cachers  map[string]map[uint64]struct{}
 	listers  map[string]map[uint64]struct{}
 	sessions map[uint64]*cacheSession
-	paths    map[string]*pathState
+	paths    map[string]*pathState // by stateKey
+	// writes counts writes begun (and resets); it never goes back.
+	// retired is the newest epoch of a path state that was forgotten: a
+	// read that began before it and finds no state cannot tell whether a
+	// write on its path came and went, so it is not cacheable.
+	writes, retired uint64
 	// unflushed counts inherited caching sessions not yet flushed;
 	// flushedCh is closed when it reaches zero.
 	unflushed int
@@ -101,6 +121,9 @@ func (t *cacheTable) reset(inherited []uint64) {
 	t.listers = map[string]map[uint64]struct{}{}
 	t.sessions = map[uint64]*cacheSession{}
 	t.paths = map[string]*pathState{}
+	// Reads in flight registered in the old table: not cacheable.
+	t.writes++
+	t.retired = t.writes
 	t.pendingN = 0
 	t.flushedCh = make(chan struct{})
 	t.unflushed = 0
@@ -127,7 +150,7 @@ func (t *cacheTable) session(id uint64) *cacheSession {
 
 // readToken is what a read remembers between registering and checking.
 type readToken struct {
-	path      string
+	key       string // stateKey
 	epoch     uint64
 	cacheable bool
 }
@@ -137,13 +160,9 @@ type readToken struct {
 func (t *cacheTable) beginRead(session uint64, path string, listing bool) readToken {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	ps := t.paths[path]
-	tok := readToken{path: path}
-	if ps != nil {
-		tok.epoch = ps.epoch
-		if ps.busy > 0 {
-			return tok
-		}
+	tok := readToken{key: stateKey(path, listing), epoch: t.writes}
+	if ps := t.paths[tok.key]; ps != nil && ps.busy > 0 {
+		return tok
 	}
 	m, rev := t.cachers, t.session(session).cached
 	if listing {
@@ -168,16 +187,15 @@ func (t *cacheTable) endRead(tok readToken) bool {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var epoch uint64
-	if ps := t.paths[tok.path]; ps != nil {
-		epoch = ps.epoch
+	if ps := t.paths[tok.key]; ps != nil {
+		return ps.epoch <= tok.epoch
 	}
-	return epoch == tok.epoch
+	return t.retired <= tok.epoch
 }
 
 // writeTicket is one write's passage through the table.
 type writeTicket struct {
-	paths   []string
+	keys    []string // stateKeys of the nodes and listings it changes
 	prev    []chan struct{}
 	done    chan struct{}
 	targets []invalTarget
@@ -202,7 +220,8 @@ type took struct {
 func (t *cacheTable) beginWrite(paths, listingOf []string, rev uint64) *writeTicket {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w := &writeTicket{paths: paths, done: make(chan struct{}), flushed: t.flushedCh}
+	w := &writeTicket{done: make(chan struct{}), flushed: t.flushedCh}
+	t.writes++
 	notify := map[uint64]*cacheSession{}
 	queue := func(id uint64, inv wire.Invalidation) {
 		cs := t.session(id)
@@ -213,27 +232,35 @@ func (t *cacheTable) beginWrite(paths, listingOf []string, rev uint64) *writeTic
 		notify[id] = cs
 		w.took = append(w.took, took{path: inv.Path, listing: inv.Listing, session: id, seq: inv.Seq})
 	}
-	for _, p := range paths {
-		ps := t.paths[p]
+	mark := func(key string) {
+		ps := t.paths[key]
+		if ps != nil && ps.lastInv == w.done {
+			return // named twice
+		}
 		if ps == nil {
 			ps = &pathState{}
-			t.paths[p] = ps
+			t.paths[key] = ps
 		}
-		ps.epoch++
+		ps.epoch = t.writes
 		ps.busy++
 		if ps.lastInv != nil {
 			w.prev = append(w.prev, ps.lastInv)
 		}
 		ps.lastInv = w.done
+		w.keys = append(w.keys, key)
+	}
+	for _, p := range paths {
+		mark(stateKey(p, false))
 		for id := range t.cachers[p] {
 			queue(id, wire.Invalidation{Path: p, Revision: rev})
 			delete(t.sessions[id].cached, p)
 		}
 		delete(t.cachers, p)
 	}
-	for _, d := range listingOf {
-		// The listing of d shows a child's stat: a change to the child
-		// invalidates it.
+	// The listing of d shows its children's stats: a change to a child
+	// changes it. A change to d itself (its deletion) changes it too.
+	for _, d := range append(slices.Clip(listingOf), paths...) {
+		mark(stateKey(d, true))
 		for id := range t.listers[d] {
 			queue(id, wire.Invalidation{Path: d, Revision: rev, Listing: true})
 			delete(t.sessions[id].listed, d)
@@ -393,13 +420,16 @@ func (t *cacheTable) endWrite(w *writeTicket) {
 			rev[tk.path] = struct{}{}
 		}
 	}
-	for _, p := range w.paths {
-		ps := t.paths[p]
+	for _, key := range w.keys {
+		ps := t.paths[key]
 		if ps == nil {
 			continue
 		}
-		if ps.busy--; ps.busy == 0 && ps.lastInv == w.done {
-			delete(t.paths, p)
+		if ps.busy--; ps.busy == 0 && isClosed(ps.lastInv) {
+			// Nothing to order later writes behind, and nothing in
+			// progress: forget the state, keeping its epoch in the floor.
+			t.retired = max(t.retired, ps.epoch)
+			delete(t.paths, key)
 		}
 	}
 }
@@ -466,4 +496,13 @@ func (t *cacheTable) stats() (entries, pending int) {
 		}
 	}
 	return entries, t.pendingN
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

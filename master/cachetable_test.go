@@ -40,3 +40,76 @@ func TestCacheTableBackgroundWaitEndsAtShutdown(t *testing.T) {
 		t.Fatal("the background wait outlived the replica's shutdown")
 	}
 }
+
+// TestCacheTableReadStraddlingWholeWrite: a read that registered before a
+// write began and finishes after that write ended must not be cacheable.
+// Its view may have been taken between the write's invalidation and its
+// apply, at a revision above the invalidation's, so the client's
+// revision marks would not refuse it. The table once forgot a path's write
+// epoch when its last write ended, and the read's epoch check passed
+// (bug table row 32: a stale cached read in TestProcFault).
+func TestCacheTableReadStraddlingWholeWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		listing bool
+	}{{"node", false}, {"listing", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := newCacheTable(lease.SystemClock{}, nil)
+			tok := tab.beginRead(7, "/d", tc.listing)
+			var w *writeTicket
+			if tc.listing {
+				w = tab.beginWrite([]string{"/d/f"}, []string{"/d"}, 10)
+			} else {
+				w = tab.beginWrite([]string{"/d"}, nil, 10)
+			}
+			if len(w.targets) != 1 {
+				t.Fatalf("write targets %d sessions, want 1", len(w.targets))
+			}
+			tab.keepAlive(7, w.targets[0].seq, 0, 0, 0) // acknowledged
+			if err := tab.waitWrite(context.Background(), w, nil, func(uint64) (time.Time, bool) {
+				return time.Now().Add(time.Hour), true
+			}); err != nil {
+				t.Fatal(err)
+			}
+			tab.endWrite(w)
+			if tab.endRead(tok) {
+				t.Fatal("a read that straddled a whole write was cacheable")
+			}
+			// A read that begins after the write ended is cacheable again.
+			if tok := tab.beginRead(7, "/d", tc.listing); !tab.endRead(tok) {
+				t.Fatal("a read after the write was not cacheable")
+			}
+		})
+	}
+}
+
+// TestCacheTableReadAcrossReset: a read that began in one term and ends
+// after the table was reset for another is not cacheable: its
+// registration was forgotten, so no write of the new term would
+// invalidate it.
+func TestCacheTableReadAcrossReset(t *testing.T) {
+	tab := newCacheTable(lease.SystemClock{}, nil)
+	tok := tab.beginRead(7, "/f", false)
+	tab.reset(nil)
+	if tab.endRead(tok) {
+		t.Fatal("a read across a reset was cacheable")
+	}
+}
+
+// TestCacheTableDeleteInvalidatesListing: deleting a directory changes its
+// listing (it is gone), so sessions that cached the listing are told, as
+// well as those that cached the node.
+func TestCacheTableDeleteInvalidatesListing(t *testing.T) {
+	tab := newCacheTable(lease.SystemClock{}, nil)
+	if tok := tab.beginRead(7, "/d", true); !tab.endRead(tok) {
+		t.Fatal("listing read not cacheable")
+	}
+	w := tab.beginWrite([]string{"/d", "/"}, []string{"/"}, 10)
+	defer tab.endWrite(w)
+	if len(w.targets) != 1 || w.targets[0].cs.id != 7 {
+		t.Fatalf("deleting /d targets %v, want session 7 (which cached its listing)", w.targets)
+	}
+	if tok := tab.beginRead(8, "/d", true); tab.endRead(tok) {
+		t.Fatal("a listing read during the delete was cacheable")
+	}
+}

@@ -258,6 +258,16 @@ func (s *Server) proposeInvalidatingIndex(ctx context.Context, ls *leaderState, 
 		}
 		return nil, 0, err
 	}
+	// The wait above counted on this term's tables. If the term ended
+	// meanwhile, a cleared lease table reads as "every lease ended" and
+	// the wait may have passed without the acknowledgements; the entry
+	// must then not be proposed, in particular not in a later term this
+	// replica leads again, whose tables never saw this write. (The term's
+	// done channel is closed before its tables are cleared.)
+	if ls != nil && (isClosed(ls.doneCh) || s.leading.Load() != ls) {
+		s.cache.endWrite(ticket)
+		return nil, 0, &fsapi.NotMasterError{}
+	}
 	// The nodes stay uncachable until the entry is applied or has failed,
 	// even if this call gives up first.
 	return s.proposeThen(ctx, t, cmd, func() { s.cache.endWrite(ticket) })
