@@ -80,7 +80,7 @@ func dial(ctx context.Context, addr string, timeout time.Duration, local net.IP)
 		return nil, err
 	}
 	nc.SetWriteDeadline(time.Time{})
-	sess, err := yamux.Client(nc, yamuxConfig())
+	sess, err := yamux.Client(wire.CoalesceFrames(nc), yamuxConfig())
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -45,7 +45,7 @@ func (s *Server) serveClientConn(conn net.Conn) {
 		return
 	}
 	defer s.removeConn(conn)
-	sess, err := yamux.Server(conn, yamuxConfig())
+	sess, err := yamux.Server(wire.CoalesceFrames(conn), yamuxConfig())
 	if err != nil {
 		conn.Close()
 		return

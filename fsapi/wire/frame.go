@@ -41,10 +41,22 @@ var handle = func() *codec.MsgpackHandle {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// Encoders and decoders are costly to make (most of a small message's
+// encoding time): they are pooled and reset for each use.
+var (
+	encPool = sync.Pool{New: func() any { return codec.NewEncoder(nil, handle) }}
+	decPool = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, handle) }}
+)
+
 // Encode returns v's msgpack encoding.
 func Encode(v any) ([]byte, error) {
 	var out []byte
-	if err := codec.NewEncoderBytes(&out, handle).Encode(v); err != nil {
+	enc := encPool.Get().(*codec.Encoder)
+	enc.ResetBytes(&out)
+	err := enc.Encode(v)
+	enc.Reset(nil)
+	encPool.Put(enc)
+	if err != nil {
 		return nil, fmt.Errorf("wire: encode %T: %w", v, err)
 	}
 	return out, nil
@@ -58,7 +70,12 @@ func Decode(body []byte, v any) (err error) {
 			err = fmt.Errorf("%w: wire: decode %T: %v", fsapi.ErrBadRequest, v, r)
 		}
 	}()
-	if err := codec.NewDecoderBytes(body, handle).Decode(v); err != nil {
+	dec := decPool.Get().(*codec.Decoder)
+	dec.ResetBytes(body)
+	err = dec.Decode(v)
+	dec.ResetBytes(nil) // do not keep the body alive
+	decPool.Put(dec)    // not reached after a panic: that decoder is dropped
+	if err != nil {
 		return fmt.Errorf("%w: wire: decode %T: %v", fsapi.ErrBadRequest, v, err)
 	}
 	return nil
@@ -72,12 +89,17 @@ func WriteFrame(w io.Writer, typ MsgType, v any) error {
 	buf.Write([]byte{byte(typ), 0, 0, 0, 0})
 	// NewEncoderBytes would write from the start of its slice; an
 	// io.Writer encoder appends after the header.
-	if err := codec.NewEncoder(buf, handle).Encode(v); err != nil {
+	enc := encPool.Get().(*codec.Encoder)
+	enc.Reset(buf)
+	err := enc.Encode(v)
+	enc.Reset(nil)
+	encPool.Put(enc)
+	if err != nil {
 		return fmt.Errorf("wire: encode %T: %w", v, err)
 	}
 	b := buf.Bytes()
 	binary.BigEndian.PutUint32(b[1:headerLen], uint32(len(b)-headerLen))
-	_, err := w.Write(b)
+	_, err = w.Write(b)
 	return err
 }
 

@@ -1,7 +1,9 @@
 package fsm
 
 import (
+	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 )
@@ -147,18 +149,27 @@ var handle = &codec.MsgpackHandle{WriteExt: true}
 
 func init() { handle.MaxInitLen = 4096 }
 
+// Encoders and decoders cost more to make than a small command costs to
+// encode: they are pooled and reset for each use.
+var (
+	encPool = sync.Pool{New: func() any { return codec.NewEncoder(nil, handle) }}
+	decPool = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, handle) }}
+)
+
 // Encode returns the log entry for a command: type byte, then msgpack.
 func Encode(t CmdType, cmd any) ([]byte, error) {
-	// The codec writes from the start of the slice it is given, so encode
-	// the body first and prepend the type byte.
-	var body []byte
-	if err := codec.NewEncoderBytes(&body, handle).Encode(cmd); err != nil {
+	// An io.Writer encoder appends after what the buffer holds.
+	buf := bytes.NewBuffer(make([]byte, 1, 128))
+	buf.Bytes()[0] = byte(t)
+	enc := encPool.Get().(*codec.Encoder)
+	enc.Reset(buf)
+	err := enc.Encode(cmd)
+	enc.Reset(nil)
+	encPool.Put(enc)
+	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %T: %w", cmd, err)
 	}
-	out := make([]byte, 1+len(body))
-	out[0] = byte(t)
-	copy(out[1:], body)
-	return out, nil
+	return buf.Bytes(), nil
 }
 
 // Decode parses a log entry into its type and command. It returns an error,
@@ -207,7 +218,12 @@ func decodeBody(b []byte, v any) (err error) {
 			err = fmt.Errorf("fsm: decode %T: %v", v, r)
 		}
 	}()
-	if err := codec.NewDecoderBytes(b, handle).Decode(v); err != nil {
+	dec := decPool.Get().(*codec.Decoder)
+	dec.ResetBytes(b)
+	err = dec.Decode(v)
+	dec.ResetBytes(nil) // do not keep the entry alive
+	decPool.Put(dec)    // not reached after a panic: that decoder is dropped
+	if err != nil {
 		return fmt.Errorf("fsm: decode %T: %w", v, err)
 	}
 	return nil
