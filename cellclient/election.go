@@ -235,10 +235,11 @@ func (e *Election) read(ctx context.Context, h *Handle) (LeaderInfo, error) {
 // Observe delivers the leader now and then every change of leader (a zero
 // LeaderInfo when there is none) until ctx ends, when the channel is
 // closed. It watches the election file, so a new leader (a lock grant and
-// the identity written after it) is seen within a round trip of the
-// change; it also reads every Interval, for what leaves no event on the
-// file (a leader whose session ended without a successor yet). A change
-// shorter than that may be missed, but the last state is always delivered.
+// the identity written after it) and a leader gone with no successor (the
+// lock-released event of its resignation or its session's end) are seen
+// within a round trip of the change. It also reads every Interval, as a
+// safety net while its watch is being re-established. A change shorter
+// than a round trip may be missed, but the last state is always delivered.
 func (e *Election) Observe(ctx context.Context) <-chan LeaderInfo {
 	out := make(chan LeaderInfo)
 	go func() {

@@ -123,4 +123,18 @@ func TestElection(t *testing.T) {
 	if lb.Err() == nil {
 		t.Fatal("Done closed without a reason")
 	}
+	// The master ends b's session and frees the lock, with no successor:
+	// nothing new is written to the file, yet the lock-released event
+	// shows the observer that (almost) never polls that nobody leads.
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case li := <-eventChanges:
+			if li == (cellclient.LeaderInfo{}) {
+				return
+			}
+		case <-deadline:
+			t.Fatal("event-driven observer did not see the leader's session end")
+		}
+	}
 }

@@ -33,11 +33,15 @@ const (
 	// EventConflictingLock: a lock request was queued on the node because
 	// it could not be granted at once: the holder may want to release.
 	EventConflictingLock
+	// EventLockReleased: a holding of the node's lock ended (released,
+	// or its session ended); Session names it. Not in Chubby: it lets an
+	// observer see a lock go free without polling.
+	EventLockReleased
 )
 
 // EventAll chooses every handle event.
 const EventAll = EventContentsModified | EventChildAdded | EventChildRemoved | EventChildModified |
-	EventHandleInvalid | EventLockAcquired | EventConflictingLock
+	EventHandleInvalid | EventLockAcquired | EventConflictingLock | EventLockReleased
 
 const childEvents = EventChildAdded | EventChildRemoved | EventChildModified
 
@@ -47,7 +51,7 @@ var eventNames = []struct {
 }{
 	{EventContentsModified, "contents-modified"}, {EventChildAdded, "child-added"}, {EventChildRemoved, "child-removed"},
 	{EventChildModified, "child-modified"}, {EventHandleInvalid, "handle-invalid"}, {EventLockAcquired, "lock-acquired"},
-	{EventConflictingLock, "conflicting-lock"},
+	{EventConflictingLock, "conflicting-lock"}, {EventLockReleased, "lock-released"},
 }
 
 func (m EventMask) String() string {
@@ -173,6 +177,8 @@ func (h *Handle) handleEvent(e WatchEvent) EventMask {
 			return EventLockAcquired
 		case ChangeLockRequested:
 			return EventConflictingLock
+		case ChangeLockReleased:
+			return EventLockReleased
 		}
 		return 0
 	}

@@ -21,6 +21,7 @@ const (
 	ChangeDeleted       = fsapi.ChangeDeleted
 	ChangeLockAcquired  = fsapi.ChangeLockAcquired
 	ChangeLockRequested = fsapi.ChangeLockRequested
+	ChangeLockReleased  = fsapi.ChangeLockReleased
 )
 
 // WatchOptions say what Watch follows.
@@ -45,9 +46,10 @@ type WatchEvent struct {
 	Kind     ChangeKind
 	Name     string // full name, /ls/CELL/...
 	Stat     fsapi.Stat
-	// Session and Mode name the lock holding (ChangeLockAcquired) or the
-	// queued request (ChangeLockRequested); zero for other kinds. The
-	// lock's generation is Stat.LockGeneration.
+	// Session and Mode name the lock holding (ChangeLockAcquired), the
+	// holding that ended (ChangeLockReleased) or the queued request
+	// (ChangeLockRequested); zero for other kinds. The lock's generation
+	// is Stat.LockGeneration.
 	Session uint64
 	Mode    locks.Mode
 	// Handle is, for an event from Handle.Events, the handle event it is

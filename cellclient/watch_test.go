@@ -323,8 +323,14 @@ func TestWatchLockEvents(t *testing.T) {
 	if err := ha.Release(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The release, then the grant it causes, in the same entry.
+	rel := nextWatch(t, ch, 5*time.Second)
+	if rel.Kind != cellclient.ChangeLockReleased || rel.Session != a.Session() || rel.Mode != cellclient.Exclusive ||
+		rel.Stat.LockGeneration != 1 {
+		t.Fatalf("released: %+v", rel)
+	}
 	e = nextWatch(t, ch, 5*time.Second)
-	if e.Kind != cellclient.ChangeLockAcquired || e.Session != b.Session() || e.Stat.LockGeneration != 2 {
+	if e.Kind != cellclient.ChangeLockAcquired || e.Session != b.Session() || e.Stat.LockGeneration != 2 || e.Revision != rel.Revision {
 		t.Fatalf("granted to the waiter: %+v", e)
 	}
 	if err := <-done; err != nil {
@@ -341,7 +347,7 @@ func TestHandleEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir, err := w.Open(ctx, "/ls/local/d", &cellclient.OpenOptions{Events: cellclient.EventChildAdded | cellclient.EventChildRemoved |
-		cellclient.EventLockAcquired})
+		cellclient.EventLockAcquired | cellclient.EventLockReleased})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +380,12 @@ func TestHandleEvents(t *testing.T) {
 	}
 	if e := want(dir.Events(), cellclient.EventLockAcquired, "/ls/test/d"); e.Session != c.Session() {
 		t.Fatalf("lock acquired by %d", e.Session)
+	}
+	if err := lk.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e := want(dir.Events(), cellclient.EventLockReleased, "/ls/test/d"); e.Session != c.Session() || e.Mode != cellclient.Exclusive {
+		t.Fatalf("lock released by %d in mode %v", e.Session, e.Mode)
 	}
 	// Conflicting request on the file: one handle holds it, another asks.
 	fl := openLock(t, ctx, c, "/ls/local/d/f", nil)

@@ -25,10 +25,16 @@ const (
 	// queued ahead, or a lock-delay running): Chubby's "conflicting lock
 	// request". Event.Session and Event.Mode name the request.
 	ChangeLockRequested ChangeKind = 5
+	// ChangeLockReleased: a holding of the node's lock ended: released,
+	// cancelled after its grant, or dropped because its session ended
+	// (closed or expired). Event.Session and Event.Mode name the holding.
+	// When the lock passes to a waiter, this event comes first, then the
+	// waiter's ChangeLockAcquired, both at the same revision.
+	ChangeLockReleased ChangeKind = 6
 )
 
 var changeNames = [...]string{ChangeCreated: "created", ChangeModified: "modified", ChangeDeleted: "deleted",
-	ChangeLockAcquired: "lock-acquired", ChangeLockRequested: "lock-requested"}
+	ChangeLockAcquired: "lock-acquired", ChangeLockRequested: "lock-requested", ChangeLockReleased: "lock-released"}
 
 func (k ChangeKind) String() string {
 	if int(k) < len(changeNames) && changeNames[k] != "" {

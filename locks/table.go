@@ -23,6 +23,34 @@ type Table struct {
 	// Derived state, rebuilt by Restore and never snapshotted:
 	sessions map[uint64]map[string]int // session → path → holds + waits there
 	delayed  map[string]struct{}       // free locks whose queue waits out a lock-delay
+	// released lists the holdings that ended since the last TakeReleased,
+	// if report is set (transient: never snapshotted, off after Restore).
+	report   bool
+	released []Released
+}
+
+// Released is one holding that ended: released, cancelled after its
+// grant, or dropped with its session or handle.
+type Released struct {
+	Path   string
+	Holder Holder
+	Mode   Mode
+	// Lost: the holding ended because its session or handle was lost,
+	// so a lock-delay may run; false when its owner gave it up.
+	Lost bool
+}
+
+// ReportReleases makes the table list the holdings that end, for
+// TakeReleased. A caller that turns it on must take them after every
+// operation (hasp's state machine emits an event for each).
+func (t *Table) ReportReleases() { t.report = true }
+
+// TakeReleased returns the holdings that ended since the last call, in the
+// order they ended, and forgets them.
+func (t *Table) TakeReleased() []Released {
+	out := t.released
+	t.released = nil
+	return out
 }
 
 // NewTable returns an empty table.
@@ -295,6 +323,9 @@ func (t *Table) grant(l *Lock, h Holder, m Mode, d time.Duration, waiter uint64)
 // removeHold drops l.Holders[i]. A lost holder starts its lock-delay.
 func (t *Table) removeHold(l *Lock, i int, lost bool, now int64) {
 	h := l.Holders[i]
+	if t.report {
+		t.released = append(t.released, Released{Path: l.Path, Holder: h.Holder, Mode: l.Mode, Lost: lost})
+	}
 	l.Holders = slices.Delete(l.Holders, i, i+1)
 	t.index(h.Holder.Session, l.Path, -1)
 	if lost && h.LockDelay > 0 {

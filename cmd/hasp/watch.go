@@ -45,7 +45,8 @@ func newWatchEventJSON(e cellclient.WatchEvent) watchEventJSON {
 			LockGeneration: st.LockGeneration, ACLGeneration: st.ACLGeneration, Checksum: checksum(st.Checksum),
 			CreatedRevision: st.CreatedRevision, ModifiedRevision: st.ModifiedRevision,
 			EphemeralOwner: st.EphemeralOwner, Children: st.Children}}
-	if e.Kind == cellclient.ChangeLockAcquired || e.Kind == cellclient.ChangeLockRequested {
+	switch e.Kind {
+	case cellclient.ChangeLockAcquired, cellclient.ChangeLockRequested, cellclient.ChangeLockReleased:
 		j.Mode = e.Mode.String()
 	}
 	return j

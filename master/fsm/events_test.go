@@ -94,7 +94,7 @@ func TestEventsPerCommand(t *testing.T) {
 	const ok = ErrKindOK
 	h := newTester(t, Config{})
 	C, M, D := fsapi.ChangeCreated, fsapi.ChangeModified, fsapi.ChangeDeleted
-	LA, LR := fsapi.ChangeLockAcquired, fsapi.ChangeLockRequested
+	LA, LR, LF := fsapi.ChangeLockAcquired, fsapi.ChangeLockRequested, fsapi.ChangeLockReleased
 
 	h.wantEvents(&CreateSession{Time: 300, LeaseMillis: 12000}, ok) // session 3
 	h.wantEvents(&Noop{Time: 1}, ok)
@@ -131,8 +131,8 @@ func TestEventsPerCommand(t *testing.T) {
 	}
 	h.wantEvents(del(s1, "/nope"), ErrKindNotExist)
 
-	// Locks: an immediate grant, a queued request, a grant to a waiter on
-	// release.
+	// Locks: an immediate grant, a queued request, a release and the
+	// grants to waiters it causes, in that order.
 	const s3 uint64 = 3
 	h.wantEvents(acq(s1, "/f", 1, excl, true), ok, ev{Kind: LA, Path: "/f", Session: s1, Mode: excl})
 	if g := h.lockGen("/f"); g != 1 {
@@ -142,21 +142,21 @@ func TestEventsPerCommand(t *testing.T) {
 	h.wantEvents(acq(s2, "/f", 1, shared, false), ErrKindHeld)
 	h.wantEvents(acq(s2, "/f", 1, shared, true), ok, ev{Kind: LR, Path: "/f", Session: s2, Mode: shared})
 	h.wantEvents(acq(s3, "/f", 4, shared, true), ok, ev{Kind: LR, Path: "/f", Session: s3, Mode: shared})
-	e = h.wantEvents(rel(s1, "/f", 1), ok, ev{Kind: LA, Path: "/f", Session: s2, Mode: shared},
-		ev{Kind: LA, Path: "/f", Session: s3, Mode: shared})
-	if e[0].Stat.LockGeneration != 2 || e[1].Stat.LockGeneration != 2 {
+	e = h.wantEvents(rel(s1, "/f", 1), ok, ev{Kind: LF, Path: "/f", Session: s1, Mode: excl},
+		ev{Kind: LA, Path: "/f", Session: s2, Mode: shared}, ev{Kind: LA, Path: "/f", Session: s3, Mode: shared})
+	if e[0].Stat.LockGeneration != 1 || e[1].Stat.LockGeneration != 2 || e[2].Stat.LockGeneration != 2 {
 		t.Fatalf("lock generation in events: %+v", e)
 	}
 
-	// A session that ends: its locks go (granting waiters), then its
-	// ephemeral nodes, deepest first.
+	// A session that ends: its locks go (each a release event; a queued
+	// request just leaves), then its ephemeral nodes, deepest first.
 	h.wantEvents(ephDir(s3, "/x"), ok, ev{Kind: C, Path: "/x"})
 	h.wantEvents(ephFile(s3, "/x/y"), ok, ev{Kind: C, Path: "/x/y"})
 	h.wantEvents(acq(s1, "/d", 9, excl, true), ok, ev{Kind: LA, Path: "/d", Session: s1, Mode: excl})
 	h.wantEvents(acq(s3, "/d", 1, excl, true), ok, ev{Kind: LR, Path: "/d", Session: s3, Mode: excl})
 	h.wantEvents(&CloseSession{Meta: WriteMeta{Session: s3, Time: 5}, Expired: true}, ok,
-		ev{Kind: D, Path: "/x/y"}, ev{Kind: D, Path: "/x"})
-	h.wantEvents(&CloseSession{Meta: WriteMeta{Session: s2, Time: 5}}, ok)
+		ev{Kind: LF, Path: "/f", Session: s3, Mode: shared}, ev{Kind: D, Path: "/x/y"}, ev{Kind: D, Path: "/x"})
+	h.wantEvents(&CloseSession{Meta: WriteMeta{Session: s2, Time: 5}}, ok, ev{Kind: LF, Path: "/f", Session: s2, Mode: shared})
 	h.wantEvents(rel(s1, "/f", 1), ErrKindNotHeld)
 	checkInvariants(t, h.f)
 }

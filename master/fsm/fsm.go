@@ -56,6 +56,7 @@ func New(cfg Config) *FSM {
 		cfg.EventHistory = DefaultEventHistory
 	}
 	f := &FSM{cfg: cfg, sessions: make(map[uint64]*session), locks: locks.NewTable(), events: newHistory(cfg.EventHistory)}
+	f.locks.ReportReleases() // lock-released events (granted)
 	f.view.Store(&View{tree: emptyTree()})
 	return f
 }

@@ -158,9 +158,16 @@ func (t *txn) lockTick(c *LockTick) Result {
 	return Result{Grants: t.granted(t.f.locks.Tick(c.Time))}
 }
 
-// granted records grants made by the table: each granted node's
-// LockGeneration is set, and the grants are returned as GrantInfo.
+// granted records what a lock table operation did, in order: first a
+// ChangeLockReleased event for every holding it ended, then, for each grant
+// it made to a waiter, the node's LockGeneration and a ChangeLockAcquired
+// event. It returns the grants as GrantInfo. Every lock table operation is
+// followed by a call, so each release is reported by the entry that made it.
 func (t *txn) granted(gs []locks.Grant) []GrantInfo {
+	for _, r := range t.f.locks.TakeReleased() {
+		n, _ := t.get(r.Path)
+		t.emitLock(fsapi.ChangeLockReleased, r.Path, n, r.Holder.Session, uint8(r.Mode))
+	}
 	var out []GrantInfo
 	for _, g := range gs {
 		n := t.setLockGeneration(g.Path, g.Generation)

@@ -166,6 +166,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer f.mu.Unlock()
 	f.sessions = st.sessions
 	f.locks = st.locks
+	f.locks.ReportReleases() // lock-released events (granted)
 	f.publish(&View{tree: st.tree.Commit(), rev: st.index})
 	// The event history is not in snapshots: it starts again, empty, at
 	// the snapshot's index.
