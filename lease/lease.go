@@ -90,10 +90,13 @@ func GraceEnd(localEnd time.Time, grace time.Duration) time.Time { return localE
 // KeepAliveHold is how long the master holds a KeepAlive that arrives at now
 // for a session whose lease ends at end: until a margin before the end (a
 // quarter of the TTL, at least a second, at most the TTL) so the client has
-// time to send the next one.
+// time to send the next one. A lease the master lengthened past one TTL
+// (after a fail-over) is held as if it ended a TTL from now: the client
+// knows only the TTL its last reply granted, and must not run out of it
+// while its KeepAlive waits.
 func KeepAliveHold(now, end time.Time, ttl time.Duration) time.Duration {
 	margin := min(max(ttl/4, time.Second), ttl)
-	return max(end.Sub(now)-margin, 0)
+	return max(min(end.Sub(now), ttl)-margin, 0)
 }
 
 // State is a client session's state at an instant.

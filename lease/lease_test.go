@@ -166,6 +166,7 @@ func TestKeepAliveHold(t *testing.T) {
 		{0, 3000, 3 * time.Second, 2 * time.Second},
 		{0, 500, 500 * time.Millisecond, 0},
 		{5000, 4000, 12 * time.Second, 0},
+		{0, 30000, 12 * time.Second, 9 * time.Second}, // lengthened after a fail-over
 	}
 	for _, tt := range tests {
 		if got := KeepAliveHold(at(tt.now), at(tt.end), tt.ttl); got != tt.want {

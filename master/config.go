@@ -52,7 +52,11 @@ type Config struct {
 	// elections under load. The master lease is HeartbeatTimeout·(1−ε)−δ.
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
-	// LeaderLeaseTimeout is Raft's step-down timer (default 150 ms).
+	// LeaderLeaseTimeout is Raft's step-down timer (default 300 ms, the
+	// heartbeat timeout). It is not the master lease: it only decides how
+	// soon a master out of touch with a majority stops trying. At 150 ms a
+	// master whose CPU was saturated by 10,000 sessions' reconnecting
+	// clients stepped down again and again.
 	LeaderLeaseTimeout time.Duration
 	// SnapshotThreshold is how many log entries trigger a snapshot
 	// (default 8192); TrailingLogs how many stay after one (default 10240).
@@ -87,7 +91,7 @@ func DefaultConfig() Config {
 		SessionLease:       12 * time.Second,
 		HeartbeatTimeout:   300 * time.Millisecond,
 		ElectionTimeout:    300 * time.Millisecond,
-		LeaderLeaseTimeout: 150 * time.Millisecond,
+		LeaderLeaseTimeout: 300 * time.Millisecond,
 		SnapshotThreshold:  8192,
 		TrailingLogs:       10240,
 		EventHistory:       fsm.DefaultEventHistory,

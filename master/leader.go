@@ -78,7 +78,8 @@ func (r *leadRun) stop() {
 //
 //  1. Commit a barrier, so the FSM has applied every entry committed by any
 //     earlier master.
-//  2. Extend every session's lease to a full lease from now: an old master
+//  2. Extend every session's lease to a full lease from now (lengthened
+//     with the number of sessions, see leaseTable.reset): an old master
 //     granted none longer.
 //  3. Publish the master state: from here calls are served.
 //  4. Expire sessions whose lease ran out, through Raft.

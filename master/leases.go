@@ -9,7 +9,7 @@ import (
 
 // leaseTable holds the master's view of every session's lease end. It is
 // leader-local: never replicated, rebuilt by each new master from the
-// sessions in the FSM, each extended to a full lease from the moment the new
+// sessions in the FSM, each extended to (at least) a full lease from the moment the new
 // master took over.
 type leaseTable struct {
 	ttl time.Duration
@@ -26,17 +26,30 @@ func newLeaseTable(ttl time.Duration) *leaseTable {
 	return &leaseTable{ttl: ttl, end: map[uint64]time.Time{}, fresh: map[uint64]bool{}}
 }
 
-// reset replaces the table: every listed session's lease ends a full lease
-// from now.
+// reset replaces the table for a new master: every listed session's lease
+// ends a full lease from now, lengthened by failoverExtra(len(ids)): every
+// client must reconnect and send a KeepAlive to the new master before its
+// lease here ends, and thousands of them doing so at once take a while on
+// a loaded machine (Chubby lets a master lengthen leases under load). Any
+// older master granted none longer than a lease from before now, so a
+// longer one only delays an expiry.
 func (t *leaseTable) reset(ids []uint64, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.end = make(map[uint64]time.Time, len(ids))
 	t.fresh = make(map[uint64]bool, len(ids))
+	end := lease.MasterEnd(now, t.ttl).Add(failoverExtra(len(ids), t.ttl))
 	for _, id := range ids {
-		t.end[id] = lease.MasterEnd(now, t.ttl)
+		t.end[id] = end
 		t.fresh[id] = true
 	}
+}
+
+// failoverExtra is how much a new master lengthens the leases it inherits
+// from n sessions: 1 ms per session, at most one lease. 10,000 sessions get
+// 10 s more than the 12 s lease; a few hundred, a fraction of a second.
+func failoverExtra(n int, ttl time.Duration) time.Duration {
+	return min(time.Duration(n)*time.Millisecond, ttl)
 }
 
 // ensure adds any listed session the table lacks, with a full lease.
