@@ -45,15 +45,18 @@ type stream struct {
 // (and then closes) more.
 const maxIdleStreams = 8
 
-// yamuxConfig pings the replica every second and gives up on the
-// connection when a ping or write takes 2 s: a paused or partitioned master
-// keeps its TCP connection open, and TCP's own timeouts are minutes (Chubby
-// found TCP back-off ignores lease deadlines). A spurious reconnect costs
-// only a retry.
+// yamuxConfig pings the replica every 3 s and gives up on the connection
+// when a ping or write takes 2 s: a paused or partitioned master keeps its
+// TCP connection open, and TCP's own timeouts are minutes (Chubby found TCP
+// back-off ignores lease deadlines). So such a master is left within 5 s,
+// no later than a call's attempt timeout, and well inside a session lease.
+// Each ping costs the master a read and a write: every second, at 10,000
+// sessions, they took most of its CPU and starved its Raft heartbeats. A
+// spurious reconnect costs only a retry.
 func yamuxConfig() *yamux.Config {
 	yc := yamux.DefaultConfig()
 	yc.EnableKeepAlive = true
-	yc.KeepAliveInterval = time.Second
+	yc.KeepAliveInterval = 3 * time.Second
 	yc.ConnectionWriteTimeout = 2 * time.Second
 	yc.StreamOpenTimeout = 5 * time.Second
 	yc.LogOutput = io.Discard

@@ -28,8 +28,11 @@ const (
 func yamuxConfig() *yamux.Config {
 	yc := yamux.DefaultConfig()
 	yc.AcceptBacklog = 1024
+	// The replica's own pings only reap connections of vanished clients
+	// (their sessions end by lease anyway): rarely, as each costs a write
+	// and a read per connection.
 	yc.EnableKeepAlive = true
-	yc.KeepAliveInterval = 5 * time.Second
+	yc.KeepAliveInterval = 30 * time.Second
 	yc.ConnectionWriteTimeout = 10 * time.Second
 	yc.StreamOpenTimeout = 10 * time.Second
 	yc.LogOutput = io.Discard
