@@ -8,11 +8,25 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// verifier coalesces VerifyLeader calls: every reader that arrives while a
-// round is in flight joins the next round, which starts after it arrived.
-// One heartbeat round thus serves any number of concurrent readers, and each
-// reader is served by a round that began after its read began (which is what
-// makes the ReadIndex read linearizable).
+// verifier confirms leadership for ReadIndex reads and for KeepAlive
+// answers given without the master lease. A round commits a Raft barrier
+// entry: only a leader that a majority still follows can commit a new
+// entry, so a round that started after a call and succeeded shows no newer
+// master existed when the call began.
+//
+// raft.VerifyLeader is not used: it counts any successful AppendEntries
+// response that arrives while it waits, including one to a request sent
+// before it began (raft v1.8.0 replication.go, updateLastAppended calls
+// notifyAll(true)). A master paused (SIGSTOP) just after a follower
+// answered resumes, the stale answer is read, and VerifyLeader succeeds on
+// a deposed master: TestProcDeposedMasterKeepsSessions caught one telling
+// a live session it had expired (bug 36), and a ReadIndex read could have
+// been stale the same way. A barrier needs fresh acknowledgements of a new
+// entry.
+//
+// Rounds are coalesced: every caller that arrives while a round is in
+// flight joins the next round, which starts after it arrived, so one commit
+// serves any number of concurrent callers.
 type verifier struct {
 	r *raft.Raft
 
@@ -21,6 +35,9 @@ type verifier struct {
 	running bool
 }
 
+// verifyTimeout bounds how long a round's barrier waits to be enqueued.
+const verifyTimeout = 5 * time.Second
+
 type round struct {
 	doneCh chan struct{}
 	err    error
@@ -28,8 +45,8 @@ type round struct {
 
 func newVerifier(r *raft.Raft) *verifier { return &verifier{r: r} }
 
-// verify returns nil once a VerifyLeader round that started after the call
-// confirmed leadership.
+// verify returns nil once a round that started after the call confirmed
+// leadership.
 func (v *verifier) verify(ctx context.Context) error {
 	v.mu.Lock()
 	if v.next == nil {
@@ -60,7 +77,7 @@ func (v *verifier) loop() {
 			return
 		}
 		v.mu.Unlock()
-		rd.err = v.r.VerifyLeader().Error()
+		rd.err = v.r.Barrier(verifyTimeout).Error()
 		close(rd.doneCh)
 	}
 }
@@ -69,9 +86,9 @@ func (v *verifier) loop() {
 // reflects every write acknowledged before readIndex was called.
 //
 //  1. Take the commit index.
-//  2. Confirm, with a heartbeat round started after step 1, that this
-//     replica is still the leader (so no later leader can have committed
-//     anything it lacks).
+//  2. Confirm, with a barrier committed after step 1, that this replica
+//     is still the leader (so no later leader can have committed anything
+//     it lacks).
 //  3. Wait until the FSM has applied the index of step 1.
 //
 // Leadership must already be established by a barrier in this term (see

@@ -28,11 +28,12 @@ const (
 func yamuxConfig() *yamux.Config {
 	yc := yamux.DefaultConfig()
 	yc.AcceptBacklog = 1024
-	// The replica's own pings only reap connections of vanished clients
-	// (their sessions end by lease anyway): rarely, as each costs a write
-	// and a read per connection.
+	// The replica's own pings reap connections of vanished clients and of
+	// peers that stall mid-frame (a 2 GiB frame announced and never sent):
+	// within 20 s (interval plus write timeout). Each costs a write and a
+	// read per connection, so not more often: clients ping every 3 s.
 	yc.EnableKeepAlive = true
-	yc.KeepAliveInterval = 30 * time.Second
+	yc.KeepAliveInterval = 10 * time.Second
 	yc.ConnectionWriteTimeout = 10 * time.Second
 	yc.StreamOpenTimeout = 10 * time.Second
 	yc.LogOutput = io.Discard
