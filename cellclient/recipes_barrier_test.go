@@ -115,17 +115,22 @@ func TestDoubleBarrier(t *testing.T) {
 // Each party counts itself in before calling Enter and before calling
 // Leave; passing Enter (or Leave) while the count is short of four is a
 // violation: someone passed before every party had entered (left).
-func TestBarrierFault(t *testing.T) {
+func TestBarrierFault(t *testing.T) { runBarrierFault(t, inprocTarget) }
+
+// TestProcBarrierKill is TestBarrierFault on five haspd processes, with kill -9 of the master.
+func TestProcBarrierKill(t *testing.T) { runBarrierFault(t, procTarget) }
+
+func runBarrierFault(t *testing.T, newTarget func(*testing.T) faultTarget) {
 	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x62617272))
-	cell := recipeCell(t)
+	tg := newTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+2*time.Minute)
 	defer cancel()
 	const parties = 4
 	var cs []*cellclient.Client
 	for range parties {
-		cs = append(cs, recipeDial(t, ctx, cell, 0))
+		cs = append(cs, recipeDial(t, ctx, tg.addrs, 0))
 	}
 	deadline := time.Now().Add(dur)
 	done := make(chan struct{})
@@ -137,9 +142,9 @@ func TestBarrierFault(t *testing.T) {
 			rounds.Add(1)
 		}
 	}()
-	crashes := crashMasters(t, cell, rng, done, deadline)
+	crashes := tg.crash(t, rng, done, deadline)
 	waitDone(t, done, 2*time.Minute, "the barrier rounds")
-	t.Logf("%d rounds of %d parties, %d master crashes", rounds.Load(), parties, crashes)
+	t.Logf("%d rounds of %d parties, %d %s", rounds.Load(), parties, crashes, tg.what)
 	if rounds.Load() == 0 {
 		t.Fatal("no round completed")
 	}

@@ -98,14 +98,19 @@ func TestWatchConfig(t *testing.T) {
 // not wait: versions must still come in strictly increasing order with
 // the contents written at that version, Skipped must count exactly the
 // versions not delivered, and the last version must be delivered.
-func TestWatchConfigFault(t *testing.T) {
+func TestWatchConfigFault(t *testing.T) { runWatchConfigFault(t, inprocTarget) }
+
+// TestProcWatchConfigKill is TestWatchConfigFault on five haspd processes, with kill -9 of the master.
+func TestProcWatchConfigKill(t *testing.T) { runWatchConfigFault(t, procTarget) }
+
+func runWatchConfigFault(t *testing.T, newTarget func(*testing.T) faultTarget) {
 	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e66))
-	cell := recipeCell(t)
+	tg := newTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+2*time.Minute)
 	defer cancel()
-	w, c := recipeDial(t, ctx, cell, 0), recipeDial(t, ctx, cell, 0)
+	w, c := recipeDial(t, ctx, tg.addrs, 0), recipeDial(t, ctx, tg.addrs, 0)
 	const name = "/ls/local/rollout.conf"
 	h, err := c.Open(ctx, name, &cellclient.OpenOptions{Create: fsapi.CreateMust, Contents: []byte("gen1")})
 	if err != nil {
@@ -170,7 +175,7 @@ func TestWatchConfigFault(t *testing.T) {
 			}
 		}
 	}()
-	crashes := crashMasters(t, cell, rng, done, deadline)
+	crashes := tg.crash(t, rng, done, deadline)
 	waitDone(t, done, 2*time.Minute, "the writer")
 	final, err := h.GetStat(ctx)
 	if err != nil {
@@ -216,6 +221,6 @@ func TestWatchConfigFault(t *testing.T) {
 	if got[0].Stat.ContentGeneration != 1 {
 		t.Fatalf("first version delivered %d, want 1", got[0].Stat.ContentGeneration)
 	}
-	t.Logf("%d versions (%d paced), %d delivered, %d skipped, %d master crashes",
-		final.ContentGeneration, pacedUpTo, len(got), skipped, crashes)
+	t.Logf("%d versions (%d paced), %d delivered, %d skipped, %d %s",
+		final.ContentGeneration, pacedUpTo, len(got), skipped, crashes, tg.what)
 }

@@ -66,19 +66,24 @@ func TestConsensus(t *testing.T) {
 // restarted. In every round all proposers, a reader that waited from the
 // start and a reader that asks at the end decide the same value, and that
 // value was proposed in that round.
-func TestConsensusFault(t *testing.T) {
+func TestConsensusFault(t *testing.T) { runConsensusFault(t, inprocTarget) }
+
+// TestProcConsensusKill is TestConsensusFault on five haspd processes, with kill -9 of the master.
+func TestProcConsensusKill(t *testing.T) { runConsensusFault(t, procTarget) }
+
+func runConsensusFault(t *testing.T, newTarget func(*testing.T) faultTarget) {
 	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x636f6e73))
-	cell := recipeCell(t)
+	tg := newTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+2*time.Minute)
 	defer cancel()
 	const proposers = 5
 	var cs []*cellclient.Client
 	for range proposers {
-		cs = append(cs, recipeDial(t, ctx, cell, 0))
+		cs = append(cs, recipeDial(t, ctx, tg.addrs, 0))
 	}
-	obs := recipeDial(t, ctx, cell, 0)
+	obs := recipeDial(t, ctx, tg.addrs, 0)
 	deadline := time.Now().Add(dur)
 	done := make(chan struct{})
 	var rounds atomic.Int64
@@ -89,9 +94,9 @@ func TestConsensusFault(t *testing.T) {
 			rounds.Add(1)
 		}
 	}()
-	crashes := crashMasters(t, cell, rng, done, deadline)
+	crashes := tg.crash(t, rng, done, deadline)
 	waitDone(t, done, 2*time.Minute, "the consensus rounds")
-	t.Logf("%d rounds of %d proposers, %d master crashes", rounds.Load(), proposers, crashes)
+	t.Logf("%d rounds of %d proposers, %d %s", rounds.Load(), proposers, crashes, tg.what)
 	if rounds.Load() == 0 {
 		t.Fatal("no round completed")
 	}

@@ -74,7 +74,7 @@ func TestWaitExistsAcrossMasterCrash(t *testing.T) {
 	cell := recipeCell(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	w, c := recipeDial(t, ctx, cell, 0), recipeDial(t, ctx, cell, 0)
+	w, c := recipeDial(t, ctx, cell.Addrs(), 0), recipeDial(t, ctx, cell.Addrs(), 0)
 	type result struct {
 		st  fsapi.Stat
 		err error

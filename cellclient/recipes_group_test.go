@@ -48,7 +48,7 @@ func TestGroup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a, b, obs := dialCell(t, cell), dialCell(t, cell), dialCell(t, cell)
-	victim := recipeDial(t, ctx, cell, 500*time.Millisecond)
+	victim := recipeDial(t, ctx, cell.Addrs(), 500*time.Millisecond)
 	const name = "/ls/local/workers"
 	ma, err := cellclient.NewGroup(a, name).Join(ctx, "a", []byte("10.0.0.1:80"))
 	if err != nil {
@@ -126,24 +126,29 @@ func TestGroup(t *testing.T) {
 // When the faults stop, the watcher's view and Members converge to the
 // members that are live (joined, not left, session alive), and no view
 // ever lists a member twice.
-func TestGroupFault(t *testing.T) {
+func TestGroupFault(t *testing.T) { runGroupFault(t, inprocTarget) }
+
+// TestProcGroupKill is TestGroupFault on five haspd processes, with kill -9 of the master.
+func TestProcGroupKill(t *testing.T) { runGroupFault(t, procTarget) }
+
+func runGroupFault(t *testing.T, newTarget func(*testing.T) faultTarget) {
 	dur := faultDuration(t, 8*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x67726f75))
-	cell := recipeCell(t)
+	tg := newTarget(t)
 	ctx, cancel := context.WithTimeout(context.Background(), dur+2*time.Minute)
 	defer cancel()
 	const name = "/ls/local/group"
 	const members = 4
 	var cs []*cellclient.Client
 	for range members {
-		cs = append(cs, recipeDial(t, ctx, cell, 0))
+		cs = append(cs, recipeDial(t, ctx, tg.addrs, 0))
 	}
-	victim := recipeDial(t, ctx, cell, 500*time.Millisecond)
+	victim := recipeDial(t, ctx, tg.addrs, 500*time.Millisecond)
 	if _, err := cellclient.NewGroup(victim, name).Join(ctx, "victim", nil); err != nil {
 		t.Fatal(err)
 	}
-	obs := recipeDial(t, ctx, cell, 0)
+	obs := recipeDial(t, ctx, tg.addrs, 0)
 	views, err := cellclient.NewGroup(obs, name).Watch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +203,7 @@ func TestGroupFault(t *testing.T) {
 		time.Sleep(time.Until(cutAt))
 		victim.CutOffForTest() // its member must disappear
 	}()
-	crashes = crashMasters(t, cell, rng, done, deadline)
+	crashes = tg.crash(t, rng, done, deadline)
 	waitDone(t, done, 2*time.Minute, "the membership changes")
 	var want []string
 	for i, m := range live {
@@ -207,7 +212,7 @@ func TestGroupFault(t *testing.T) {
 		}
 	}
 	sort.Strings(want)
-	t.Logf("%d master crashes; live at the end: %v", crashes, want)
+	t.Logf("%d %s; live at the end: %v", crashes, tg.what, want)
 	converge := time.Now().Add(30 * time.Second)
 	for {
 		mu.Lock()

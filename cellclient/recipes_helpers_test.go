@@ -19,10 +19,63 @@ func recipeCell(t *testing.T) *mastertest.Cell {
 	return cell
 }
 
-// recipeDial opens a session whose calls outlast a fail-over.
-func recipeDial(t *testing.T, ctx context.Context, cell *mastertest.Cell, grace time.Duration) *cellclient.Client {
+// faultTarget is a five-replica cell a recipe fault test runs on, with its
+// nemesis: crash runs on the test goroutine, crashing (or killing) the
+// master and restarting it until done is closed or the deadline passes,
+// returns with a master elected, and says how many times it did.
+type faultTarget struct {
+	addrs []string
+	crash func(t *testing.T, rng *rand.Rand, done <-chan struct{}, deadline time.Time) int
+	what  string // what crash does, for the log
+}
+
+// inprocTarget is the in-process cell with crashMasters.
+func inprocTarget(t *testing.T) faultTarget {
+	cell := recipeCell(t)
+	return faultTarget{addrs: cell.Addrs(), what: "master crashes",
+		crash: func(t *testing.T, rng *rand.Rand, done <-chan struct{}, deadline time.Time) int {
+			return crashMasters(t, cell, rng, done, deadline)
+		}}
+}
+
+// procTarget is five haspd processes, started as users start them, with
+// kill -9 of the master (killMasters).
+func procTarget(t *testing.T) faultTarget {
+	cell := mastertest.StartProcCell(t, mastertest.ProcOptions{N: 5})
+	procMaster(t, cell, 30*time.Second)
+	return faultTarget{addrs: cell.Addrs(), what: "kill -9 of the master",
+		crash: func(t *testing.T, rng *rand.Rand, done <-chan struct{}, deadline time.Time) int {
+			return killMasters(t, cell, rng, done, deadline)
+		}}
+}
+
+// killMasters is crashMasters for haspd processes: SIGKILL of the master,
+// restarted 0.2–1 s later.
+func killMasters(t *testing.T, cell *mastertest.ProcCell, rng *rand.Rand, done <-chan struct{}, deadline time.Time) int {
 	t.Helper()
-	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: cell.Addrs(), AttemptTimeout: 2 * time.Second, GracePeriod: grace})
+	kills := 0
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			procMaster(t, cell, 30*time.Second)
+			return kills
+		case <-time.After(between(rng, 500*time.Millisecond, 1500*time.Millisecond)):
+		}
+		m := procMaster(t, cell, 30*time.Second)
+		cell.Kill(m)
+		time.Sleep(between(rng, 200*time.Millisecond, 1000*time.Millisecond))
+		cell.Restart(m)
+		kills++
+		t.Logf("kill -9 master %s, restarted", cell.ID(m))
+	}
+	procMaster(t, cell, 30*time.Second)
+	return kills
+}
+
+// recipeDial opens a session whose calls outlast a fail-over.
+func recipeDial(t *testing.T, ctx context.Context, addrs []string, grace time.Duration) *cellclient.Client {
+	t.Helper()
+	c, err := cellclient.Dial(ctx, cellclient.Config{Addrs: addrs, AttemptTimeout: 2 * time.Second, GracePeriod: grace})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -101,22 +101,7 @@ func TestProcQueueKill(t *testing.T) {
 	cell := mastertest.StartProcCell(t, mastertest.ProcOptions{N: 5})
 	procMaster(t, cell, 30*time.Second)
 	runQueueWorkload(t, seed, cell.Addrs(), dur, func(done <-chan struct{}, deadline time.Time) string {
-		kills := 0
-		for time.Now().Before(deadline) {
-			select {
-			case <-done:
-				return fmt.Sprintf("%d kill -9 of the master", kills)
-			case <-time.After(between(rng, 500*time.Millisecond, 1500*time.Millisecond)):
-			}
-			m := procMaster(t, cell, 30*time.Second)
-			cell.Kill(m)
-			time.Sleep(between(rng, 200*time.Millisecond, 1000*time.Millisecond))
-			cell.Restart(m)
-			kills++
-			t.Logf("kill -9 master %s, restarted", cell.ID(m))
-		}
-		procMaster(t, cell, 30*time.Second)
-		return fmt.Sprintf("%d kill -9 of the master", kills)
+		return fmt.Sprintf("%d kill -9 of the master", killMasters(t, cell, rng, done, deadline))
 	})
 }
 
