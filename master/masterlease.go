@@ -55,9 +55,10 @@ func (l *masterLease) drop() {
 // now, and Raft still has this replica as leader of the same term. The
 // second part matters because the master counts itself in the majority
 // that granted the lease, and unlike a follower it is not sticky once it
-// steps down (Raft's LeaderLeaseTimeout is shorter than the lease): a
-// replica votes for another only after leaving the leader state, so while
-// it is still leader at the check, its vote was not yet given away.
+// steps down: a replica votes for another only after leaving the leader
+// state, so while it is still leader at the check, its vote was not yet
+// given away. (This holds whatever Raft's LeaderLeaseTimeout, the
+// step-down timer, is.)
 func (s *Server) leaseHolds(ls *leaderState) bool {
 	return ls.lease.valid(ls.term, s.clock.Now()) && s.leading.Load() == ls &&
 		s.raft.State() == raft.Leader && s.raft.CurrentTerm() == ls.term

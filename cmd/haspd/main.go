@@ -224,7 +224,7 @@ func (o *options) config(logger *slog.Logger) (master.Config, error) {
 		cfg.EventHistory = o.eventHistory
 	}
 	if o.set["heartbeat-timeout"] {
-		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = o.heartbeat, o.heartbeat, o.heartbeat/2
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = o.heartbeat, o.heartbeat, o.heartbeat
 	}
 	if o.initial != "" {
 		m, err := master.ParseInitialCell(o.initial)
