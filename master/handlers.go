@@ -433,7 +433,13 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		}
 	}
 	if !s.leases.extend(req.Session, sent) {
-		return nil, fmt.Errorf("%w: session %d", fsapi.ErrSessionExpired, req.Session)
+		// The lease ended at this master, whose expiry loop is ending the
+		// session through Raft. Say "expired" only once that committed
+		// (liveSession then finds the session gone): until then the
+		// expiry may still fail, and a later master would keep the
+		// session alive with its locks and ephemeral nodes while its
+		// client had given up. The client retries meanwhile.
+		return nil, fmt.Errorf("%w: session %d's lease ended; its expiry is being committed", fsapi.ErrUnavailable, req.Session)
 	}
 	return &wire.KeepAliveResponse{
 		LeaseMillis:   s.cfg.SessionLease.Milliseconds(),
