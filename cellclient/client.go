@@ -394,25 +394,33 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // connect returns the connection to the believed master, dialling the
 // hinted replica or the next one in Addrs if there is none.
 func (c *Client) connect(ctx context.Context) (*conn, error) {
+	return c.connectTo(ctx, &c.cur, func() string {
+		addr := c.hint
+		c.hint = ""
+		if addr == "" {
+			addr = c.cfg.Addrs[c.next%len(c.cfg.Addrs)]
+			c.next++
+		}
+		return addr
+	})
+}
+
+// connectTo returns the working connection in *slot (c.cur or c.rcur), or
+// dials the address pick chooses (called with c.mu held) and keeps it there.
+func (c *Client) connectTo(ctx context.Context, slot **conn, pick func() string) (*conn, error) {
 	c.mu.Lock()
-	if c.cur != nil && !c.cur.broken() {
-		cn := c.cur
+	if cn := *slot; cn != nil && !cn.broken() {
 		c.mu.Unlock()
 		return cn, nil
 	}
-	addr := c.hint
-	c.hint = ""
-	if addr == "" {
-		addr = c.cfg.Addrs[c.next%len(c.cfg.Addrs)]
-		c.next++
-	}
+	addr := pick()
 	c.mu.Unlock()
 	cn, err := dial(ctx, addr, c.cfg.DialTimeout, c.cfg.localIP)
 	if err != nil {
 		c.log.Debug("dial failed", "addr", addr, "err", err)
 		return nil, err
 	}
-	return c.keep(&c.cur, cn), nil
+	return c.keep(slot, cn), nil
 }
 
 // keep stores a new connection in *slot (c.cur or c.rcur) unless another

@@ -37,16 +37,7 @@ func runCellFaults(t *testing.T, inmem bool, def time.Duration) {
 	dur := faultDuration(t, def)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x6e656d65))
-	n := &cellNemesis{t: t, rng: rng, inmem: inmem}
-	for range 5 {
-		rate := 1 + (2*rng.Float64()-1)*lease.DefaultEpsilon
-		n.base = append(n.base, rate)
-		n.clocks = append(n.clocks, leasetest.NewSkewedClock(rate))
-	}
-	n.cell = mastertest.New(t, mastertest.Options{N: 5, Inmem: inmem, Tune: func(cfg *master.Config) {
-		cfg.Clock = n.clocks[replicaIndex(t, cfg.ID)]
-	}})
-	n.cell.WaitMaster(t)
+	n := newCellNemesis(t, rng, inmem)
 	w := newWorkload(t, seed, n.cell.Addrs())
 	w.run(dur, func(rec *fsapitest.Recorder, until time.Time) {
 		n.rec = rec
@@ -229,4 +220,22 @@ func (n *cellNemesis) unskew() {
 	for i, c := range n.clocks {
 		c.SetRate(n.base[i])
 	}
+}
+
+// newCellNemesis starts a five-replica cell (in-process Raft transport if
+// inmem) whose replicas' clocks run at random rates within the lease's ε
+// bound, waits for a master, and returns the nemesis that faults it.
+func newCellNemesis(t *testing.T, rng *rand.Rand, inmem bool) *cellNemesis {
+	t.Helper()
+	n := &cellNemesis{t: t, rng: rng, inmem: inmem}
+	for range 5 {
+		rate := 1 + (2*rng.Float64()-1)*lease.DefaultEpsilon
+		n.base = append(n.base, rate)
+		n.clocks = append(n.clocks, leasetest.NewSkewedClock(rate))
+	}
+	n.cell = mastertest.New(t, mastertest.Options{N: 5, Inmem: inmem, Tune: func(cfg *master.Config) {
+		cfg.Clock = n.clocks[replicaIndex(t, cfg.ID)]
+	}})
+	n.cell.WaitMaster(t)
+	return n
 }

@@ -142,20 +142,7 @@ func sequenced(req any) bool {
 // readConn returns the connection to the read replica, dialling one picked
 // at random if there is none.
 func (c *Client) readConn(ctx context.Context) (*conn, error) {
-	c.mu.Lock()
-	if c.rcur != nil && !c.rcur.broken() {
-		cn := c.rcur
-		c.mu.Unlock()
-		return cn, nil
-	}
-	addr := c.pickReadReplicaLocked()
-	c.mu.Unlock()
-	cn, err := dial(ctx, addr, c.cfg.DialTimeout, c.cfg.localIP)
-	if err != nil {
-		c.log.Debug("read replica dial failed", "addr", addr, "err", err)
-		return nil, err
-	}
-	return c.keep(&c.rcur, cn), nil
+	return c.connectTo(ctx, &c.rcur, c.pickReadReplicaLocked)
 }
 
 // pickReadReplicaLocked picks a replica at random, other than the last

@@ -13,9 +13,6 @@ import (
 	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/fsapitest"
-	"github.com/haspcell/hasp/lease"
-	"github.com/haspcell/hasp/lease/leasetest"
-	"github.com/haspcell/hasp/master"
 	"github.com/haspcell/hasp/master/mastertest"
 )
 
@@ -58,16 +55,8 @@ func TestFollowerReadFaults(t *testing.T) {
 	dur := faultDuration(t, 15*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x666f6c6c))
-	n := &cellNemesis{t: t, rng: rng, inmem: true, extra: staleFollowerFaults}
-	for range 5 {
-		rate := 1 + (2*rng.Float64()-1)*lease.DefaultEpsilon
-		n.base = append(n.base, rate)
-		n.clocks = append(n.clocks, leasetest.NewSkewedClock(rate))
-	}
-	n.cell = mastertest.New(t, mastertest.Options{N: 5, Inmem: true, Tune: func(cfg *master.Config) {
-		cfg.Clock = n.clocks[replicaIndex(t, cfg.ID)]
-	}})
-	n.cell.WaitMaster(t)
+	n := newCellNemesis(t, rng, true)
+	n.extra = staleFollowerFaults
 	initial := createFollowerFiles(t, n.cell.Addrs())
 
 	rec := fsapitest.NewSessionRecorder()

@@ -45,9 +45,6 @@ import (
 	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/fsapitest"
-	"github.com/haspcell/hasp/lease"
-	"github.com/haspcell/hasp/lease/leasetest"
-	"github.com/haspcell/hasp/master"
 	"github.com/haspcell/hasp/master/mastertest"
 )
 
@@ -298,16 +295,7 @@ func TestLockFaultInmem(t *testing.T) {
 	dur := faultDuration(t, 20*time.Second)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f636b))
-	n := &cellNemesis{t: t, rng: rng, inmem: true}
-	for range 5 {
-		rate := 1 + (2*rng.Float64()-1)*lease.DefaultEpsilon
-		n.base = append(n.base, rate)
-		n.clocks = append(n.clocks, leasetest.NewSkewedClock(rate))
-	}
-	n.cell = mastertest.New(t, mastertest.Options{N: 5, Inmem: true, Tune: func(cfg *master.Config) {
-		cfg.Clock = n.clocks[replicaIndex(t, cfg.ID)]
-	}})
-	n.cell.WaitMaster(t)
+	n := newCellNemesis(t, rng, true)
 	rec := fsapitest.NewRecorder()
 	n.rec = rec
 	wl := newLockWorkload(t, seed, n.cell.Addrs(), rec, 4)
