@@ -59,6 +59,7 @@ func (a *app) benchCmd() *cobra.Command {
 	cmd.AddCommand(a.benchEventsCmd(o))
 	cmd.AddCommand(a.benchInvalCmd(o))
 	cmd.AddCommand(a.benchSessionsCmd(o))
+	cmd.AddCommand(a.benchFloorCmd(o))
 	for _, w := range []string{"write", "read"} {
 		cmd.AddCommand(&cobra.Command{
 			Use:   w,
