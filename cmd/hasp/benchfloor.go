@@ -276,12 +276,12 @@ func (a *app) floorRun(ctx context.Context, o floorOptions, tr string) ([]time.D
 
 // floorEnd is one end of one connection of a floor run.
 type floorEnd struct {
-	c      net.Conn
-	sess   *yamux.Session // nil for tcp
-	rw     io.ReadWriter
-	br     *bufio.Reader // yamux+msgpack
-	tr     string
-	buf    []byte
+	c    net.Conn
+	sess *yamux.Session // nil for tcp
+	rw   io.ReadWriter
+	br   *bufio.Reader // yamux+msgpack
+	tr   string
+	buf  []byte
 }
 
 // floorYamuxConfig is hasp's yamux set-up without its pings, which would
