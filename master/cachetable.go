@@ -307,6 +307,7 @@ func (t *cacheTable) waitWrite(ctx context.Context, w *writeTicket, stop <-chan 
 				}
 			}
 			close(w.done)
+			t.forgetIdle(w)
 		}()
 	}()
 	if stop != nil {
@@ -421,13 +422,28 @@ func (t *cacheTable) endWrite(w *writeTicket) {
 		}
 	}
 	for _, key := range w.keys {
-		ps := t.paths[key]
-		if ps == nil {
-			continue
+		if ps := t.paths[key]; ps != nil {
+			ps.busy--
 		}
-		if ps.busy--; ps.busy == 0 && isClosed(ps.lastInv) {
-			// Nothing to order later writes behind, and nothing in
-			// progress: forget the state, keeping its epoch in the floor.
+	}
+	t.forgetIdleLocked(w)
+}
+
+// forgetIdle forgets the states of w's paths that nothing needs any more:
+// no write in progress, and the latest write's invalidation stage done.
+// endWrite does it when the write ends; a write that gave up early ends
+// before its background wait does, and that wait calls it again when it
+// is over, so the state does not stay behind.
+func (t *cacheTable) forgetIdle(w *writeTicket) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.forgetIdleLocked(w)
+}
+
+func (t *cacheTable) forgetIdleLocked(w *writeTicket) {
+	for _, key := range w.keys {
+		if ps := t.paths[key]; ps != nil && ps.busy == 0 && isClosed(ps.lastInv) {
+			// Keep its epoch in the floor.
 			t.retired = max(t.retired, ps.epoch)
 			delete(t.paths, key)
 		}

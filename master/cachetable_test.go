@@ -41,6 +41,55 @@ func TestCacheTableBackgroundWaitEndsAtShutdown(t *testing.T) {
 	}
 }
 
+// TestCacheTableForgetsAfterBackgroundWait: the state of a path whose
+// write gave up early is forgotten once its background wait ends, so that
+// the table does not keep one entry per such path for the replica's life.
+func TestCacheTableForgetsAfterBackgroundWait(t *testing.T) {
+	tab := newCacheTable(lease.SystemClock{}, nil)
+	if !tab.endRead(tab.beginRead(7, "/f", false)) {
+		t.Fatal("read not cacheable")
+	}
+	w := tab.beginWrite([]string{"/f"}, nil, 1)
+	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the write gives up at once
+	if err := tab.waitWrite(ctx, w, nil, leaseEnd); err == nil {
+		t.Fatal("waitWrite with an ended context succeeded")
+	}
+	tab.endWrite(w)
+	if n := tab.pathStates(); n == 0 {
+		t.Fatal("path states forgotten while a session may still cache the file")
+	}
+	// The session acknowledges: the background wait ends.
+	invs, _ := tab.keepAlive(7, 0, 0, 0, 1)
+	if len(invs) != 1 {
+		t.Fatalf("invalidations %v", invs)
+	}
+	tab.keepAlive(7, invs[0].Seq, 1, 0, 1)
+	select {
+	case <-w.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the background wait did not end after the acknowledgement")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for tab.pathStates() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d path states left after the background wait ended", tab.pathStates())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A read that began before the write still cannot be cached.
+	if tab.endRead(readToken{key: "/f", epoch: 0, cacheable: true}) {
+		t.Fatal("a read from before the write was cacheable after its state was forgotten")
+	}
+}
+
+func (t *cacheTable) pathStates() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.paths)
+}
+
 // TestCacheTableReadStraddlingWholeWrite: a read that registered before a
 // write began and finishes after that write ended must not be cacheable.
 // Its view may have been taken between the write's invalidation and its
