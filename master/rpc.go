@@ -27,7 +27,13 @@ const (
 
 func yamuxConfig() *yamux.Config {
 	yc := yamux.DefaultConfig()
-	yc.AcceptBacklog = 1024
+	// The backlog is a buffered channel of that many stream pointers per
+	// connection: 1,024 cost 8 KiB per client session, a fifth of the
+	// master's live heap at 1,000 sessions. A client's own backlog
+	// (cellclient uses yamux's default, 256) bounds the streams it has
+	// opened that the replica has not accepted yet, so 256 here never
+	// refuses one; the accept loop takes each at once anyway.
+	yc.AcceptBacklog = 256
 	// The replica's own pings reap connections of vanished clients and of
 	// peers that stall mid-frame (a 2 GiB frame announced and never sent):
 	// within 20 s (interval plus write timeout). Each costs a write and a
