@@ -2,13 +2,8 @@ package cellclient_test
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/yamux"
 
 	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
@@ -48,15 +43,15 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 
 	// The holdout: a caching session that caches the node, then renews
 	// its lease without ever acknowledging an invalidation.
-	b := dialRaw(t, cell.Replica(m).Addr)
+	b := mastertest.DialRaw(t, cell.Replica(m).Addr)
 	var cs wire.CreateSessionResponse
-	if err := b.call(wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion,
-		ClientName: "holdout", Caching: true}, &cs); err != nil {
+	if err := b.Call(wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion,
+		ClientName: "holdout", Caching: true}, &cs, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	hdr := wire.Header{Session: cs.Session, Epoch: cs.Epoch}
 	var gc wire.GetContentsResponse
-	if err := b.call(wire.MsgGetContents, &wire.GetContentsRequest{Header: hdr, NodeRef: wire.NodeRef{Path: eph}}, &gc); err != nil {
+	if err := b.Call(wire.MsgGetContents, &wire.GetContentsRequest{Header: hdr, NodeRef: wire.NodeRef{Path: eph}}, &gc, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if !gc.Cacheable {
@@ -68,7 +63,7 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 		defer close(holdoutDone)
 		for ctx.Err() == nil {
 			var ka wire.KeepAliveResponse
-			if err := b.call(wire.MsgKeepAlive, &wire.KeepAliveRequest{Header: hdr}, &ka); err != nil {
+			if err := b.Call(wire.MsgKeepAlive, &wire.KeepAliveRequest{Header: hdr}, &ka, 30*time.Second); err != nil {
 				return // the master crashed, or the test ended
 			}
 			for _, inv := range ka.Invalidations {
@@ -106,7 +101,7 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 	}
 
 	cell.Crash(m)
-	b.close()
+	b.Close()
 	<-holdoutDone
 	cell.WaitMaster(t)
 	// The expiry was never committed: the new master keeps the session,
@@ -119,68 +114,4 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 		t.Fatalf("session ended: %v", a.Err())
 	default:
 	}
-}
-
-// rawClient speaks the client protocol without cellclient: one call per
-// yamux stream, nothing retried, no KeepAlives of its own.
-type rawClient struct {
-	nc   net.Conn
-	sess *yamux.Session
-}
-
-func dialRaw(t *testing.T, addr string) *rawClient {
-	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nc.Write([]byte{wire.ConnClient}); err != nil {
-		t.Fatal(err)
-	}
-	yc := yamux.DefaultConfig()
-	yc.LogOutput = io.Discard
-	sess, err := yamux.Client(nc, yc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rawClient{nc: nc, sess: sess}
-	t.Cleanup(r.close)
-	return r
-}
-
-func (r *rawClient) close() {
-	r.sess.Close()
-	r.nc.Close()
-}
-
-// call sends req and decodes the answer into resp, returning the answer's
-// error, if any.
-func (r *rawClient) call(typ wire.MsgType, req any, resp interface{ Header() *wire.RespHeader }) error {
-	st, err := r.sess.OpenStream()
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	st.SetDeadline(time.Now().Add(30 * time.Second))
-	if err := wire.WriteFrame(st, typ, req); err != nil {
-		return err
-	}
-	rt, body, err := wire.ReadFrame(wire.NewReader(st), wire.MaxFrame)
-	if err != nil {
-		return err
-	}
-	if rt == wire.MsgError {
-		var er wire.ErrorResponse
-		if err := wire.Decode(body, &er); err != nil {
-			return err
-		}
-		return errors.Join(errors.New("error frame"), er.Err.Err())
-	}
-	if err := wire.Decode(body, resp); err != nil {
-		return err
-	}
-	if e := resp.Header().Err; e != nil {
-		return e.Err()
-	}
-	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/wire"
+	"github.com/haspcell/hasp/master/mastertest"
 )
 
 // TestProcessBadInput feeds hostile and broken input to the replicas of
@@ -163,8 +164,8 @@ func TestProcessBadInput(t *testing.T) {
 
 	t.Run("raw/names-and-oversize", func(t *testing.T) {
 		m := cell.waitMaster(10 * time.Second)
-		rc := dialRaw(t, cell.Addr(m))
-		typ, body, err := rc.call(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "raw"}), false, 10*time.Second)
+		rc := mastertest.DialRaw(t, cell.Addr(m))
+		typ, body, err := rc.Send(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "raw"}), false, 10*time.Second)
 		var cs wire.CreateSessionResponse
 		if err != nil || typ != wire.MsgCreateSession || wire.Decode(body, &cs) != nil || cs.Err != nil {
 			t.Fatalf("raw CreateSession: %v %v %+v", typ, err, cs.Err)
@@ -200,7 +201,7 @@ func TestProcessBadInput(t *testing.T) {
 			{"no session", wire.MsgGetStat, &wire.GetStatRequest{Header: wire.Header{Session: 1 << 60}, NodeRef: wire.NodeRef{Path: "/bad"}}, wire.CodeSessionExpired},
 		}
 		for _, c := range cases {
-			typ, body, err := rc.call(frame(t, c.typ, c.req), false, 10*time.Second)
+			typ, body, err := rc.Send(frame(t, c.typ, c.req), false, 10*time.Second)
 			if err != nil {
 				t.Errorf("%s: no answer: %v", c.name, err)
 				continue
@@ -227,7 +228,7 @@ func TestProcessBadInput(t *testing.T) {
 			{"create mode 9", wire.MsgOpen, &wire.OpenRequest{Header: hdr, WriteHeader: wh(), Path: "/bad/m", Create: 9}},
 			{"delete root", wire.MsgDelete, &wire.DeleteRequest{Header: hdr, WriteHeader: wh(), NodeRef: wire.NodeRef{Path: "/"}}},
 		} {
-			typ, body, err := rc.call(frame(t, c.typ, c.req), false, 10*time.Second)
+			typ, body, err := rc.Send(frame(t, c.typ, c.req), false, 10*time.Second)
 			var er wire.ErrorResponse
 			if err != nil || typ != c.typ || wire.Decode(body, &er) != nil || er.Err == nil || er.Err.Code != wire.CodeBadRequest {
 				t.Errorf("%s: %v %v %+v; want CodeBadRequest", c.name, typ, err, er.Err)
@@ -412,9 +413,9 @@ func TestProcessBadInput(t *testing.T) {
 		binary.BigEndian.PutUint32(h[1:], n)
 		return h
 	}
-	statusOK := func(t *testing.T, rc *rawConn) {
+	statusOK := func(t *testing.T, rc *mastertest.RawConn) {
 		t.Helper()
-		typ, body, err := rc.call(frame(t, wire.MsgStatus, &wire.StatusRequest{}), false, 10*time.Second)
+		typ, body, err := rc.Send(frame(t, wire.MsgStatus, &wire.StatusRequest{}), false, 10*time.Second)
 		var st wire.StatusResponse
 		if err != nil || typ != wire.MsgStatus || wire.Decode(body, &st) != nil || st.Err != nil || st.Cell != procCellName {
 			t.Errorf("session unusable after the bad stream: %v %v %+v", typ, err, st.Err)
@@ -427,8 +428,8 @@ func TestProcessBadInput(t *testing.T) {
 		// a broken frame ends only that stream.
 		runCase(t, "reused-then-broken", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
-				st, err := rc.sess.OpenStream()
+				rc := mastertest.DialRaw(t, addr)
+				st, err := rc.OpenStream()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -468,9 +469,9 @@ func TestProcessBadInput(t *testing.T) {
 		})
 		runCase(t, "frame-too-large", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
+				rc := mastertest.DialRaw(t, addr)
 				for _, n := range []uint32{1 << 31, wire.MaxFrame + 1, 1<<32 - 1} {
-					typ, body, err := rc.call(append(hdrBytes(wire.MsgCreateSession, n), 1, 2, 3), false, 10*time.Second)
+					typ, body, err := rc.Send(append(hdrBytes(wire.MsgCreateSession, n), 1, 2, 3), false, 10*time.Second)
 					expectErrorFrame(t, fmt.Sprintf("frame of %d bytes", n), typ, body, err, wire.MsgCreateSession, wire.CodeTooLarge)
 				}
 				statusOK(t, rc)
@@ -478,10 +479,10 @@ func TestProcessBadInput(t *testing.T) {
 		})
 		runCase(t, "truncated-msgpack", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
+				rc := mastertest.DialRaw(t, addr)
 				for _, cut := range []int{0, 1, len(createBody) / 2, len(createBody) - 1} {
 					raw := append(hdrBytes(wire.MsgCreateSession, uint32(cut)), createBody[:cut]...)
-					typ, body, err := rc.call(raw, false, 10*time.Second)
+					typ, body, err := rc.Send(raw, false, 10*time.Second)
 					expectErrorFrame(t, fmt.Sprintf("CreateSession body cut at %d", cut), typ, body, err, wire.MsgCreateSession, wire.CodeBadRequest)
 				}
 				statusOK(t, rc)
@@ -489,7 +490,7 @@ func TestProcessBadInput(t *testing.T) {
 		})
 		runCase(t, "hostile-msgpack", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
+				rc := mastertest.DialRaw(t, addr)
 				bodies := map[string][]byte{
 					"deep nesting":      append(append([]byte{0x81, 0xa2, 'Z', 'z'}, bytes.Repeat([]byte{0x91}, 1<<20)...), 0xc0),
 					"huge bin length":   {0x81, 0xa8, 'C', 'o', 'n', 't', 'e', 'n', 't', 's', 0xc6, 0x7f, 0xff, 0xff, 0xff, 1, 2},
@@ -502,7 +503,7 @@ func TestProcessBadInput(t *testing.T) {
 				bodies["many unknown keys"] = append([]byte{0xdf, 0, 1, 0x86, 0xa0}, bodies["many unknown keys"]...)
 				for name, b := range bodies {
 					for _, typ := range []wire.MsgType{wire.MsgOpen, wire.MsgSetContents, wire.MsgCreateSession, wire.MsgMulti} {
-						rtyp, body, err := rc.call(append(hdrBytes(typ, uint32(len(b))), b...), false, 20*time.Second)
+						rtyp, body, err := rc.Send(append(hdrBytes(typ, uint32(len(b))), b...), false, 20*time.Second)
 						// A body that decodes after all (unknown keys are skipped)
 						// is refused for what it lacks: a path, a session.
 						expectErrorFrame(t, fmt.Sprintf("%s as %v", name, typ), rtyp, body, err, typ, wire.CodeBadRequest,
@@ -514,9 +515,9 @@ func TestProcessBadInput(t *testing.T) {
 		})
 		runCase(t, "unknown-type", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
+				rc := mastertest.DialRaw(t, addr)
 				for _, typ := range []wire.MsgType{0, 77, 200, 254, wire.MsgError} {
-					rtyp, body, err := rc.call(frame(t, typ, &wire.StatusRequest{}), false, 10*time.Second)
+					rtyp, body, err := rc.Send(frame(t, typ, &wire.StatusRequest{}), false, 10*time.Second)
 					expectErrorFrame(t, fmt.Sprintf("type %d", typ), rtyp, body, err, wire.MsgError, wire.CodeBadRequest)
 					if err == nil && rtyp != wire.MsgError {
 						t.Errorf("type %d answered with type %v, want MsgError", typ, rtyp)
@@ -531,10 +532,10 @@ func TestProcessBadInput(t *testing.T) {
 			// A malformed request is the client's fault: CodeBadRequest.
 			// (Regression: it used to answer CodeInternal; fixed in 3c1ce14.)
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
+				rc := mastertest.DialRaw(t, addr)
 				full := append(hdrBytes(wire.MsgCreateSession, uint32(len(createBody))), createBody...)
 				for _, cut := range []int{1, 4, 5, 5 + len(createBody)/2, len(full) - 1} {
-					typ, body, err := rc.call(full[:cut], true, 10*time.Second)
+					typ, body, err := rc.Send(full[:cut], true, 10*time.Second)
 					expectErrorFrame(t, fmt.Sprintf("frame cut at %d of %d bytes", cut, len(full)), typ, body, err, wire.MsgError, wire.CodeBadRequest)
 				}
 				// A stream closed before any byte is a client that changed its
@@ -552,29 +553,29 @@ func TestProcessBadInput(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
 				full := frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "vanisher"})
 				for _, cut := range []int{len(full), len(full) / 2} {
-					rc := dialRaw(t, addr)
-					st, err := rc.sess.OpenStream()
+					rc := mastertest.DialRaw(t, addr)
+					st, err := rc.OpenStream()
 					if err != nil {
 						t.Fatal(err)
 					}
 					st.Write(full[:cut])
 					time.Sleep(time.Duration(cut%7) * time.Millisecond)
-					rc.nc.Close() // no yamux GoAway, no stream close: the TCP connection just ends
+					rc.Drop()
 				}
 			})
 		})
 		runCase(t, "100-streams-then-vanish", func(t *testing.T) {
 			eachReplica(t, func(t *testing.T, addr string) {
-				rc := dialRaw(t, addr)
+				rc := mastertest.DialRaw(t, addr)
 				// A real session, so that its KeepAlives are held by the master.
-				typ, body, err := rc.call(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "streams"}), false, 10*time.Second)
+				typ, body, err := rc.Send(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, ClientName: "streams"}), false, 10*time.Second)
 				var cs wire.CreateSessionResponse
 				if err != nil || typ != wire.MsgCreateSession || wire.Decode(body, &cs) != nil {
 					t.Fatalf("CreateSession: %v %v", typ, err)
 				}
 				hdr := wire.Header{Session: cs.Session}
 				for i := range 100 {
-					st, err := rc.sess.OpenStream()
+					st, err := rc.OpenStream()
 					if err != nil {
 						t.Fatalf("stream %d: %v", i, err)
 					}
@@ -593,7 +594,7 @@ func TestProcessBadInput(t *testing.T) {
 					}
 				}
 				time.Sleep(200 * time.Millisecond)
-				rc.nc.Close()
+				rc.Drop()
 			})
 		})
 		healthy(t, t.Name())

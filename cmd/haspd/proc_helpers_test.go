@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,7 +22,6 @@ import (
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
-	"github.com/hashicorp/yamux"
 
 	"github.com/haspcell/hasp/cellclient"
 	"github.com/haspcell/hasp/fsapi"
@@ -379,52 +377,6 @@ func (c *procCell) rssKiB(i int) (rss, hwm int) {
 		}
 	}
 	return rss, hwm
-}
-
-// rawConn opens a yamux client session speaking the client protocol to
-// addr, as cellclient does, for tests that send hand-made frames.
-type rawConn struct {
-	nc   net.Conn
-	sess *yamux.Session
-}
-
-func dialRaw(t testing.TB, addr string) *rawConn {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nc.Write([]byte{wire.ConnClient}); err != nil {
-		t.Fatal(err)
-	}
-	yc := yamux.DefaultConfig()
-	yc.LogOutput = io.Discard
-	yc.EnableKeepAlive = false
-	sess, err := yamux.Client(nc, yc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := &rawConn{nc: nc, sess: sess}
-	t.Cleanup(func() { sess.Close() })
-	return rc
-}
-
-// call sends raw bytes on a new stream, closes its write side if
-// closeWrite, and reads one response frame.
-func (rc *rawConn) call(raw []byte, closeWrite bool, timeout time.Duration) (wire.MsgType, []byte, error) {
-	st, err := rc.sess.OpenStream()
-	if err != nil {
-		return 0, nil, err
-	}
-	defer st.Close()
-	st.SetDeadline(time.Now().Add(timeout))
-	if _, err := st.Write(raw); err != nil {
-		return 0, nil, err
-	}
-	if closeWrite {
-		st.Close() // yamux half-close: FIN; the response can still be read
-	}
-	return wire.ReadFrame(st, wire.MaxFrame)
 }
 
 // frame builds a frame from a value.

@@ -25,6 +25,7 @@ import (
 	"github.com/haspcell/hasp/fsapi/wire"
 	"github.com/haspcell/hasp/lease"
 	"github.com/haspcell/hasp/master/fsm"
+	"github.com/haspcell/hasp/master/mastertest"
 )
 
 // setNofile sets a running process's soft descriptor limit (prlimit(2)),
@@ -115,9 +116,9 @@ func TestProcessStreamFloodMemory(t *testing.T) {
 	const rounds, streams = 6, 200
 	sent := 0
 	for range rounds {
-		rc := dialRaw(t, cell.Addr(victim))
+		rc := mastertest.DialRaw(t, cell.Addr(victim))
 		for i := range streams {
-			st, err := rc.sess.OpenStream()
+			st, err := rc.OpenStream()
 			if err != nil {
 				t.Fatalf("stream %d: %v", i, err)
 			}
@@ -125,7 +126,7 @@ func TestProcessStreamFloodMemory(t *testing.T) {
 			sent += n
 		}
 		time.Sleep(500 * time.Millisecond)
-		rc.sess.Close()
+		rc.Close()
 		time.Sleep(100 * time.Millisecond)
 	}
 	cell.CheckAlive(t)
@@ -152,8 +153,8 @@ func TestProcessRestartKeepsSettings(t *testing.T) {
 	cell.KillAll()
 	cell.RestartAll()
 	m := cell.waitMaster(30 * time.Second)
-	rc := dialRaw(t, cell.Addr(m))
-	typ, body, err := rc.call(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, Cell: procCellName}), false, 10*time.Second)
+	rc := mastertest.DialRaw(t, cell.Addr(m))
+	typ, body, err := rc.Send(frame(t, wire.MsgCreateSession, &wire.CreateSessionRequest{Version: wire.ProtocolVersion, Cell: procCellName}), false, 10*time.Second)
 	var cs wire.CreateSessionResponse
 	if err != nil || typ != wire.MsgCreateSession || wire.Decode(body, &cs) != nil || cs.Err != nil {
 		t.Fatalf("CreateSession: %v %v %+v", typ, err, cs.Err)
