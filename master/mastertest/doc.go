@@ -12,6 +12,10 @@
 // (in-memory transport only; process-level tests use kill -9 and SIGSTOP
 // on real haspd processes instead).
 //
+// DialRaw speaks the client protocol without cellclient, for tests that
+// send hand-made frames or play a client that misbehaves (one that never
+// acknowledges an invalidation, or vanishes mid-call).
+//
 // # Usage
 //
 //	cell := mastertest.New(t, mastertest.Options{N: 5})
