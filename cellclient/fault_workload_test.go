@@ -60,14 +60,6 @@ func faultDuration(t *testing.T, def time.Duration) time.Duration {
 	return def
 }
 
-// errCarried marks a write of an earlier segment, of unknown outcome,
-// recorded again at the start of the next one.
-var errCarried = errors.New("outcome unknown in the previous segment")
-
-// carriedClient is the client row of carried writes in the history (the
-// workers are 0 to workers-1, the final reads workers).
-func (w *workload) carriedClient() int { return w.workers + 1 }
-
 // workloadFiles are the files the workload uses; each starts empty, at
 // content generation 1.
 var workloadFiles = []string{"/ls/local/jepsen-a", "/ls/local/jepsen-b", "/ls/local/jepsen-c"}
@@ -97,11 +89,6 @@ type workload struct {
 	rec     *fsapitest.Recorder
 	initial map[string]fsapitest.File // each file's state when it began
 	next    map[string]fsapitest.File // and when it ended (its final reads)
-	// carried are the writes of the last segment whose outcome was
-	// unknown: one may still be in flight at the master (waiting for
-	// invalidations, or proposed but not yet committed) when the final
-	// reads run, and take effect in the next segment.
-	carried []fsapitest.Input
 	stopCh  chan struct{}
 	wg      sync.WaitGroup
 	running bool
@@ -185,11 +172,6 @@ func (w *workload) run(dur time.Duration, nemesis func(rec *fsapitest.Recorder, 
 
 func (w *workload) startSegment(seg int) {
 	w.segment, w.rec, w.stopCh, w.running = seg, fsapitest.NewRecorder(), make(chan struct{}), true
-	for _, in := range w.carried {
-		// Called at the segment's start, outcome unknown: it may take
-		// effect at any point of this segment, or not at all.
-		w.rec.Begin(w.carriedClient(), in).Unknown(errCarried)
-	}
 	w.mu.Lock()
 	w.definiteErr = map[string]error{}
 	w.errClasses = map[string]int{}
@@ -371,14 +353,6 @@ func (w *workload) check() {
 	initial := w.initial
 	fsapitest.Check(w.t, fsapitest.ModelFrom(func(p string) fsapitest.File { return initial[p] }), ops, w.rec.Annotations()...)
 	w.initial = w.next
-	w.carried = nil
-	for _, op := range ops {
-		// (Into one segment only: a segment lasts about 30 s, and the
-		// master ends any call within 30 s.)
-		if op.Output.(fsapitest.Output).Result == fsapitest.Unknown && op.ClientId != w.carriedClient() {
-			w.carried = append(w.carried, op.Input.(fsapitest.Input))
-		}
-	}
 	var counts []string
 	for _, k := range []fsapitest.Kind{fsapitest.Read, fsapitest.Write, fsapitest.CAS} {
 		for _, r := range []fsapitest.Result{fsapitest.OK, fsapitest.Mismatch, fsapitest.Unknown} {
