@@ -156,6 +156,7 @@ func (w *workload) run(dur time.Duration, nemesis func(rec *fsapitest.Recorder, 
 		nemesis(w.rec, start.Add(dur/time.Duration(n)))
 		faulted := time.Since(start)
 		w.stopSegment()
+		w.fence()
 		stopped := time.Since(start)
 		w.finalReads()
 		w.t.Logf("segment %d/%d: faults for %v; workers stopped after %v more; final reads took %v", seg+1, n,
@@ -312,6 +313,45 @@ func (w *workload) noteErr(id int, in fsapitest.Input, err error) {
 	w.errClasses[in.Kind.String()+" "+class]++
 	if in.Kind != fsapitest.Read && class != "ambiguous" {
 		w.definiteErr[in.Data] = err
+	}
+}
+
+// fenceFile is what fence writes; the history does not record it.
+const fenceFile = "/ls/local/jepsen-fence"
+
+// fence makes sure that no write a worker gave up on can still take effect
+// after the final reads. Such a write may still be at the master (waiting
+// for invalidations, or proposed and not yet committed) when the workers
+// stop, and if it landed after the final reads, the next segment would
+// start from a state its history does not allow. So each slot's session
+// writes once more, with a definite answer: that write acknowledges every
+// earlier one of the session (AckBelow), so the cell refuses any of them
+// that it applies later, and any it applies earlier the final reads see.
+// A session that ended can apply nothing more.
+func (w *workload) fence() {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, s := range w.slots {
+		s.mu.Lock()
+		c := s.c
+		s.mu.Unlock()
+		if c == nil {
+			continue
+		}
+		for {
+			h, err := c.Open(ctx, fenceFile, &cellclient.OpenOptions{Create: fsapi.CreateMay})
+			if err == nil {
+				_, err = h.SetContents(ctx, []byte("fence"), fsapi.AnyGeneration)
+				h.Close()
+			}
+			if err == nil || errors.Is(err, fsapi.ErrSessionExpired) || errors.Is(err, fsapi.ErrClosed) {
+				break
+			}
+			if ctx.Err() != nil {
+				w.t.Fatalf("fence: no definite answer within 60s: %v", err)
+			}
+		}
 	}
 }
 
