@@ -99,6 +99,10 @@ type cacheTable struct {
 	// read that began before it and finds no state cannot tell whether a
 	// write on its path came and went, so it is not cacheable.
 	writes, retired uint64
+	// gen counts resets: a write ticket of an earlier generation (a write
+	// of an earlier term whose proposal resolved late) must not touch
+	// this term's path states or registrations.
+	gen uint64
 	// unflushed counts inherited caching sessions not yet flushed;
 	// flushedCh is closed when it reaches zero.
 	unflushed int
@@ -121,6 +125,7 @@ func (t *cacheTable) reset(inherited []uint64) {
 	t.listers = map[string]map[uint64]struct{}{}
 	t.sessions = map[uint64]*cacheSession{}
 	t.paths = map[string]*pathState{}
+	t.gen++
 	// Reads in flight registered in the old table: not cacheable.
 	t.writes++
 	t.retired = t.writes
@@ -195,6 +200,7 @@ func (t *cacheTable) endRead(tok readToken) bool {
 
 // writeTicket is one write's passage through the table.
 type writeTicket struct {
+	gen     uint64   // the table's generation when it began
 	keys    []string // stateKeys of the nodes and listings it changes
 	prev    []chan struct{}
 	done    chan struct{}
@@ -220,7 +226,7 @@ type took struct {
 func (t *cacheTable) beginWrite(paths, listingOf []string, rev uint64) *writeTicket {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w := &writeTicket{done: make(chan struct{}), flushed: t.flushedCh}
+	w := &writeTicket{gen: t.gen, done: make(chan struct{}), flushed: t.flushedCh}
 	t.writes++
 	notify := map[uint64]*cacheSession{}
 	queue := func(id uint64, inv wire.Invalidation) {
@@ -402,6 +408,9 @@ func (t *cacheTable) markFlushed(cs *cacheSession) {
 func (t *cacheTable) endWrite(w *writeTicket) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if w.gen != t.gen {
+		return // the table was reset since: nothing here is this write's
+	}
 	if !w.ok {
 		// Put back the registrations of sessions that have not
 		// acknowledged: the next write on the path must wait for them.
@@ -441,6 +450,9 @@ func (t *cacheTable) forgetIdle(w *writeTicket) {
 }
 
 func (t *cacheTable) forgetIdleLocked(w *writeTicket) {
+	if w.gen != t.gen {
+		return
+	}
 	for _, key := range w.keys {
 		if ps := t.paths[key]; ps != nil && ps.busy == 0 && isClosed(ps.lastInv) {
 			// Keep its epoch in the floor.

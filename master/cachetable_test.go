@@ -84,6 +84,35 @@ func TestCacheTableForgetsAfterBackgroundWait(t *testing.T) {
 	}
 }
 
+// TestCacheTableWriteEndingInLaterTerm: a write of an earlier term that
+// ends (its proposal resolved) after the table was reset for a new term
+// must not touch the new term's state of the same node. It once
+// decremented the busy count of a write in progress in the new term, and
+// a read then registered and was answered cacheable while that write was
+// on its way: the reader kept the old contents after the write applied.
+func TestCacheTableWriteEndingInLaterTerm(t *testing.T) {
+	tab := newCacheTable(lease.SystemClock{}, nil)
+	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
+	old := tab.beginWrite([]string{"/f"}, nil, 1)
+	if err := tab.waitWrite(context.Background(), old, nil, leaseEnd); err != nil {
+		t.Fatal(err)
+	}
+	tab.reset(nil)        // this replica steps down,
+	tab.reset([]uint64{}) // and leads again
+	cur := tab.beginWrite([]string{"/f"}, nil, 2)
+	tab.endWrite(old) // the old proposal resolves only now
+	if tok := tab.beginRead(7, "/f", false); tok.cacheable || tab.endRead(tok) {
+		t.Fatal("a read was cacheable while a write of the current term was in progress")
+	}
+	if err := tab.waitWrite(context.Background(), cur, nil, leaseEnd); err != nil {
+		t.Fatal(err)
+	}
+	tab.endWrite(cur)
+	if n := tab.pathStates(); n != 0 {
+		t.Fatalf("%d path states left after every write ended", n)
+	}
+}
+
 func (t *cacheTable) pathStates() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
