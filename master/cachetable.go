@@ -220,12 +220,20 @@ type took struct {
 	seq     uint64
 }
 
-// beginWrite makes paths uncachable and queues their invalidations (at
-// revision rev: every cacheable reply showing them before the write was
-// read at or below it). The caller must call endWrite.
-func (t *cacheTable) beginWrite(paths, listingOf []string, rev uint64) *writeTicket {
+// beginWrite makes paths uncachable and queues their invalidations at
+// revision applied() (the state machine's applied index), which it reads
+// under the table's lock: every reply answered cacheable before the write
+// began took its view before its endRead, so before this, and was read at
+// or below it; the client then refuses such a reply if it arrives after
+// the invalidation. (The revision was once read before the lock: a read
+// that ended in between, at a newer view, was answered cacheable and
+// registered, its invalidation carried the older revision, and the client
+// kept the reply when it crossed the invalidation. Bug table row 41.)
+// The caller must call endWrite.
+func (t *cacheTable) beginWrite(paths, listingOf []string, applied func() uint64) *writeTicket {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	rev := applied()
 	w := &writeTicket{gen: t.gen, done: make(chan struct{}), flushed: t.flushedCh}
 	t.writes++
 	notify := map[uint64]*cacheSession{}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,7 +22,7 @@ func TestCacheTableBackgroundWaitEndsAtShutdown(t *testing.T) {
 	if !tab.endRead(tok) {
 		t.Fatal("read not cacheable")
 	}
-	w := tab.beginWrite([]string{"/f"}, nil, 1)
+	w := tab.beginWrite([]string{"/f"}, nil, at(1))
 	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the write gives up at once
@@ -49,7 +50,7 @@ func TestCacheTableForgetsAfterBackgroundWait(t *testing.T) {
 	if !tab.endRead(tab.beginRead(7, "/f", false)) {
 		t.Fatal("read not cacheable")
 	}
-	w := tab.beginWrite([]string{"/f"}, nil, 1)
+	w := tab.beginWrite([]string{"/f"}, nil, at(1))
 	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the write gives up at once
@@ -93,13 +94,13 @@ func TestCacheTableForgetsAfterBackgroundWait(t *testing.T) {
 func TestCacheTableWriteEndingInLaterTerm(t *testing.T) {
 	tab := newCacheTable(lease.SystemClock{}, nil)
 	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
-	old := tab.beginWrite([]string{"/f"}, nil, 1)
+	old := tab.beginWrite([]string{"/f"}, nil, at(1))
 	if err := tab.waitWrite(context.Background(), old, nil, leaseEnd); err != nil {
 		t.Fatal(err)
 	}
 	tab.reset(nil)        // this replica steps down,
 	tab.reset([]uint64{}) // and leads again
-	cur := tab.beginWrite([]string{"/f"}, nil, 2)
+	cur := tab.beginWrite([]string{"/f"}, nil, at(2))
 	tab.endWrite(old) // the old proposal resolves only now
 	if tok := tab.beginRead(7, "/f", false); tok.cacheable || tab.endRead(tok) {
 		t.Fatal("a read was cacheable while a write of the current term was in progress")
@@ -113,10 +114,38 @@ func TestCacheTableWriteEndingInLaterTerm(t *testing.T) {
 	}
 }
 
+// at is an applied index that stays at rev.
+func at(rev uint64) func() uint64 { return func() uint64 { return rev } }
+
 func (t *cacheTable) pathStates() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.paths)
+}
+
+// TestCacheTableInvalidationCoversCacheableReads: a write's invalidation
+// revision is at least that of every read answered cacheable before the
+// write began, so the client refuses such a reply when it crosses the
+// invalidation. The master once read the applied index before taking the
+// table's lock: a read that ended in between, at a newer view, was
+// answered cacheable, and its client kept the stale reply (row 41).
+func TestCacheTableInvalidationCoversCacheableReads(t *testing.T) {
+	tab := newCacheTable(lease.SystemClock{}, nil)
+	var applied atomic.Uint64
+	applied.Store(10)
+	// Another entry applies; a read registers, takes its view, and is
+	// answered cacheable.
+	applied.Store(11)
+	tok := tab.beginRead(7, "/f", false)
+	viewRev := applied.Load()
+	if !tab.endRead(tok) {
+		t.Fatal("read not cacheable")
+	}
+	tab.beginWrite([]string{"/f"}, nil, applied.Load)
+	invs, _ := tab.keepAlive(7, 0, 0, 0, 1)
+	if len(invs) != 1 || invs[0].Revision < viewRev {
+		t.Fatalf("invalidation %v is below the cacheable read's revision %d", invs, viewRev)
+	}
 }
 
 // TestCacheTableReadStraddlingWholeWrite: a read that registered before a
@@ -136,9 +165,9 @@ func TestCacheTableReadStraddlingWholeWrite(t *testing.T) {
 			tok := tab.beginRead(7, "/d", tc.listing)
 			var w *writeTicket
 			if tc.listing {
-				w = tab.beginWrite([]string{"/d/f"}, []string{"/d"}, 10)
+				w = tab.beginWrite([]string{"/d/f"}, []string{"/d"}, at(10))
 			} else {
-				w = tab.beginWrite([]string{"/d"}, nil, 10)
+				w = tab.beginWrite([]string{"/d"}, nil, at(10))
 			}
 			if len(w.targets) != 1 {
 				t.Fatalf("write targets %d sessions, want 1", len(w.targets))
@@ -182,7 +211,7 @@ func TestCacheTableDeleteInvalidatesListing(t *testing.T) {
 	if tok := tab.beginRead(7, "/d", true); !tab.endRead(tok) {
 		t.Fatal("listing read not cacheable")
 	}
-	w := tab.beginWrite([]string{"/d", "/"}, []string{"/"}, 10)
+	w := tab.beginWrite([]string{"/d", "/"}, []string{"/"}, at(10))
 	defer tab.endWrite(w)
 	if len(w.targets) != 1 || w.targets[0].cs.id != 7 {
 		t.Fatalf("deleting /d targets %v, want session 7 (which cached its listing)", w.targets)

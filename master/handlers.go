@@ -246,7 +246,7 @@ func (s *Server) proposeInvalidatingIndex(ctx context.Context, ls *leaderState, 
 	if len(inv.paths) == 0 && len(inv.listings) == 0 {
 		return s.proposeIndex(ctx, t, cmd)
 	}
-	ticket := s.cache.beginWrite(inv.paths, inv.listings, s.fsm.AppliedIndex())
+	ticket := s.cache.beginWrite(inv.paths, inv.listings, s.fsm.AppliedIndex)
 	var stop <-chan struct{}
 	if ls != nil {
 		stop = ls.doneCh
