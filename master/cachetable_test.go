@@ -18,17 +18,7 @@ import (
 func TestCacheTableBackgroundWaitEndsAtShutdown(t *testing.T) {
 	stop := make(chan struct{})
 	tab := newCacheTable(lease.SystemClock{}, stop)
-	tok := tab.beginRead(7, "/f", false)
-	if !tab.endRead(tok) {
-		t.Fatal("read not cacheable")
-	}
-	w := tab.beginWrite([]string{"/f"}, nil, at(1))
-	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the write gives up at once
-	if err := tab.waitWrite(ctx, w, nil, leaseEnd); err == nil {
-		t.Fatal("waitWrite with an ended context succeeded")
-	}
+	w := givenUpWrite(t, tab)
 	select {
 	case <-w.done:
 		t.Fatal("the background wait ended before the session acknowledged or its lease ended")
@@ -47,16 +37,7 @@ func TestCacheTableBackgroundWaitEndsAtShutdown(t *testing.T) {
 // the table does not keep one entry per such path for the replica's life.
 func TestCacheTableForgetsAfterBackgroundWait(t *testing.T) {
 	tab := newCacheTable(lease.SystemClock{}, nil)
-	if !tab.endRead(tab.beginRead(7, "/f", false)) {
-		t.Fatal("read not cacheable")
-	}
-	w := tab.beginWrite([]string{"/f"}, nil, at(1))
-	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the write gives up at once
-	if err := tab.waitWrite(ctx, w, nil, leaseEnd); err == nil {
-		t.Fatal("waitWrite with an ended context succeeded")
-	}
+	w := givenUpWrite(t, tab)
 	tab.endWrite(w)
 	if n := tab.pathStates(); n == 0 {
 		t.Fatal("path states forgotten while a session may still cache the file")
@@ -112,6 +93,24 @@ func TestCacheTableWriteEndingInLaterTerm(t *testing.T) {
 	if n := tab.pathStates(); n != 0 {
 		t.Fatalf("%d path states left after every write ended", n)
 	}
+}
+
+// givenUpWrite has session 7 cache /f, then begins a write of /f that gives
+// up at once, before the session acknowledged its invalidation (its
+// session lease lasts an hour): its wait goes on in the background.
+func givenUpWrite(t *testing.T, tab *cacheTable) *writeTicket {
+	t.Helper()
+	if !tab.endRead(tab.beginRead(7, "/f", false)) {
+		t.Fatal("read not cacheable")
+	}
+	w := tab.beginWrite([]string{"/f"}, nil, at(1))
+	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tab.waitWrite(ctx, w, nil, leaseEnd); err == nil {
+		t.Fatal("waitWrite with an ended context succeeded")
+	}
+	return w
 }
 
 // at is an applied index that stays at rev.
