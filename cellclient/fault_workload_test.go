@@ -348,8 +348,10 @@ func (w *workload) fence() {
 			if err == nil || errors.Is(err, fsapi.ErrSessionExpired) || errors.Is(err, fsapi.ErrClosed) {
 				break
 			}
-			if ctx.Err() != nil {
+			select { // a short pause between tries, not a busy loop
+			case <-ctx.Done():
 				w.t.Fatalf("fence: no definite answer within 60s: %v", err)
+			case <-time.After(20 * time.Millisecond):
 			}
 		}
 	}

@@ -208,26 +208,24 @@ func (a *app) floorRun(ctx context.Context, o floorOptions, tr string) ([]time.D
 		}
 		accepted <- nil
 	}()
+	// abort stops the peer and the accepting, and returns err.
+	abort := func(err error) ([]time.Duration, error) {
+		cancel()
+		ln.Close()
+		<-accepted
+		return nil, err
+	}
 	select {
 	case err := <-accepted:
 		if err != nil {
 			return nil, err
 		}
 	case err := <-peerErr:
-		cancel()
-		ln.Close()
-		<-accepted
-		return nil, fmt.Errorf("peer side ended while connecting: %v", err)
+		return abort(fmt.Errorf("peer side ended while connecting: %v", err))
 	case <-time.After(floorSetupTimeout):
-		cancel()
-		ln.Close()
-		<-accepted
-		return nil, errors.New("peer side did not connect in time")
+		return abort(errors.New("peer side did not connect in time"))
 	case <-ctx.Done():
-		cancel()
-		ln.Close()
-		<-accepted
-		return nil, ctx.Err()
+		return abort(ctx.Err())
 	}
 
 	// One goroutine per connection waits for its round's signal, sends,
@@ -279,7 +277,7 @@ type floorEnd struct {
 	c    net.Conn
 	sess *yamux.Session // nil for tcp
 	rw   io.ReadWriter
-	br   *bufio.Reader // yamux+msgpack
+	br   *bufio.Reader // reads rw
 	tr   string
 	buf  []byte
 }
