@@ -103,6 +103,9 @@ type cacheTable struct {
 	// of an earlier term whose proposal resolved late) must not touch
 	// this term's path states or registrations.
 	gen uint64
+	// term is the master term the table serves (0 when not master). A
+	// KeepAlive handled for an earlier term must not touch it (keepAlive).
+	term uint64
 	// unflushed counts inherited caching sessions not yet flushed;
 	// flushedCh is closed when it reaches zero.
 	unflushed int
@@ -112,15 +115,16 @@ type cacheTable struct {
 
 func newCacheTable(clock lease.Clock, stopCh <-chan struct{}) *cacheTable {
 	t := &cacheTable{clock: clock, stopCh: stopCh}
-	t.reset(nil)
+	t.reset(0, nil)
 	return t
 }
 
-// reset empties the table for a new term. inherited are the sessions that
-// may hold cached data from an earlier master.
-func (t *cacheTable) reset(inherited []uint64) {
+// reset empties the table for term (0: no longer master). inherited are
+// the sessions that may hold cached data from an earlier master.
+func (t *cacheTable) reset(term uint64, inherited []uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.term = term
 	t.cachers = map[string]map[uint64]struct{}{}
 	t.listers = map[string]map[uint64]struct{}{}
 	t.sessions = map[uint64]*cacheSession{}
@@ -475,9 +479,19 @@ func (t *cacheTable) forgetIdleLocked(w *writeTicket) {
 //
 // An acknowledgement counts only if it is for this master's invalidations
 // (ackEpoch == term): each master numbers its own from 1.
-func (t *cacheTable) keepAlive(session, ack, ackEpoch, flushedEpoch, term uint64) ([]wire.Invalidation, <-chan struct{}) {
+//
+// term is the term the KeepAlive is answered in. If the table no longer
+// serves it (this replica stepped down, and perhaps leads again in a later
+// term), keepAlive changes nothing and reports !ok: the client's
+// acknowledgement and flush are of the earlier term's invalidations, and
+// counted against the later term's they would release its writes before
+// the client dropped what they change.
+func (t *cacheTable) keepAlive(session, ack, ackEpoch, flushedEpoch, term uint64) (invs []wire.Invalidation, changeCh <-chan struct{}, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if term != t.term {
+		return nil, nil, false
+	}
 	cs := t.session(session)
 	if ackEpoch == term && ack > cs.acked {
 		n := 0
@@ -492,7 +506,7 @@ func (t *cacheTable) keepAlive(session, ack, ackEpoch, flushedEpoch, term uint64
 	if flushedEpoch >= term {
 		t.markFlushed(cs)
 	}
-	return slices.Clone(cs.pending), cs.changeCh
+	return slices.Clone(cs.pending), cs.changeCh, true
 }
 
 // dropSession forgets a session that ended.

@@ -43,11 +43,11 @@ func TestCacheTableForgetsAfterBackgroundWait(t *testing.T) {
 		t.Fatal("path states forgotten while a session may still cache the file")
 	}
 	// The session acknowledges: the background wait ends.
-	invs, _ := tab.keepAlive(7, 0, 0, 0, 1)
+	invs, _, _ := tab.keepAlive(7, 0, 0, 0, 0)
 	if len(invs) != 1 {
 		t.Fatalf("invalidations %v", invs)
 	}
-	tab.keepAlive(7, invs[0].Seq, 1, 0, 1)
+	tab.keepAlive(7, invs[0].Seq, 0, 0, 0)
 	select {
 	case <-w.done:
 	case <-time.After(5 * time.Second):
@@ -79,8 +79,8 @@ func TestCacheTableWriteEndingInLaterTerm(t *testing.T) {
 	if err := tab.waitWrite(context.Background(), old, nil, leaseEnd); err != nil {
 		t.Fatal(err)
 	}
-	tab.reset(nil)        // this replica steps down,
-	tab.reset([]uint64{}) // and leads again
+	tab.reset(0, nil)        // this replica steps down,
+	tab.reset(2, []uint64{}) // and leads again
 	cur := tab.beginWrite([]string{"/f"}, nil, at(2))
 	tab.endWrite(old) // the old proposal resolves only now
 	if tok := tab.beginRead(7, "/f", false); tok.cacheable || tab.endRead(tok) {
@@ -92,6 +92,57 @@ func TestCacheTableWriteEndingInLaterTerm(t *testing.T) {
 	tab.endWrite(cur)
 	if n := tab.pathStates(); n != 0 {
 		t.Fatalf("%d path states left after every write ended", n)
+	}
+}
+
+// TestCacheTableKeepAliveOfEarlierTerm: a KeepAlive handled for a term
+// the table no longer serves (the replica stepped down and leads again)
+// must not count the client's acknowledgement or flush, which are of the
+// earlier term's invalidations. Counted against the later term's, the
+// acknowledgement released a write before the client had dropped what it
+// changes, and the flush let writes go ahead while the client still held
+// data the new term never registered.
+func TestCacheTableKeepAliveOfEarlierTerm(t *testing.T) {
+	tab := newCacheTable(lease.SystemClock{}, nil)
+	tab.reset(1, nil)
+	tab.reset(0, nil)         // term 1 ends,
+	tab.reset(2, []uint64{7}) // and this replica leads term 2; session 7 may hold term 1's data
+	// Session 7 flushes at term 2 and caches /f; a write of /f queues
+	// invalidation 1 for it.
+	if _, _, ok := tab.keepAlive(7, 0, 0, 2, 2); !ok {
+		t.Fatal("a KeepAlive of the table's own term was refused")
+	}
+	if tok := tab.beginRead(7, "/f", false); !tab.endRead(tok) {
+		t.Fatal("read not cacheable")
+	}
+	w := tab.beginWrite([]string{"/f"}, nil, at(10))
+	if len(w.targets) != 1 {
+		t.Fatalf("write targets %d sessions, want 1", len(w.targets))
+	}
+	// A KeepAlive answered for term 1 acknowledges term 1's invalidation 5.
+	invs, _, ok := tab.keepAlive(7, 5, 1, 1, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	leaseEnd := func(uint64) (time.Time, bool) { return time.Now().Add(time.Hour), true }
+	if err := tab.waitWrite(ctx, w, nil, leaseEnd); err == nil {
+		t.Fatal("the write went ahead on an acknowledgement of another term's invalidation")
+	}
+	if ok || invs != nil {
+		t.Fatalf("a KeepAlive of an earlier term was served: ok %v, invalidations %v", ok, invs)
+	}
+	if invs, _, _ := tab.keepAlive(7, 0, 0, 0, 2); len(invs) != 1 {
+		t.Fatalf("pending invalidations %v, want the write's", invs)
+	}
+
+	// The flush: session 8 is inherited unflushed at term 4; a KeepAlive
+	// of term 3 reporting a flush at 3 must not count.
+	tab.reset(0, nil)
+	tab.reset(4, []uint64{8})
+	tab.keepAlive(8, 0, 0, 3, 3)
+	select {
+	case <-tab.flushedCh:
+		t.Fatal("a flush at an earlier term counted at this one")
+	default:
 	}
 }
 
@@ -141,7 +192,7 @@ func TestCacheTableInvalidationCoversCacheableReads(t *testing.T) {
 		t.Fatal("read not cacheable")
 	}
 	tab.beginWrite([]string{"/f"}, nil, applied.Load)
-	invs, _ := tab.keepAlive(7, 0, 0, 0, 1)
+	invs, _, _ := tab.keepAlive(7, 0, 0, 0, 0)
 	if len(invs) != 1 || invs[0].Revision < viewRev {
 		t.Fatalf("invalidation %v is below the cacheable read's revision %d", invs, viewRev)
 	}
@@ -196,7 +247,7 @@ func TestCacheTableReadStraddlingWholeWrite(t *testing.T) {
 func TestCacheTableReadAcrossReset(t *testing.T) {
 	tab := newCacheTable(lease.SystemClock{}, nil)
 	tok := tab.beginRead(7, "/f", false)
-	tab.reset(nil)
+	tab.reset(0, nil)
 	if tab.endRead(tok) {
 		t.Fatal("a read across a reset was cacheable")
 	}

@@ -395,7 +395,10 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		// A client that has not seen this epoch learns it at once.
 		hold = 0
 	}
-	invs, changed := s.cache.keepAlive(req.Session, req.InvalAck, req.InvalAckEpoch, req.FlushedEpoch, ls.term)
+	invs, changed, ok := s.cache.keepAlive(req.Session, req.InvalAck, req.InvalAckEpoch, req.FlushedEpoch, ls.term)
+	if !ok {
+		return nil, &fsapi.NotMasterError{}
+	}
 	t := s.clock.NewTimer(hold)
 	defer t.Stop()
 	// Held until the lease nears its end, or until there are invalidations
@@ -404,7 +407,9 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		select {
 		case <-t.C():
 		case <-changed:
-			invs, changed = s.cache.keepAlive(req.Session, 0, 0, 0, ls.term)
+			if invs, changed, ok = s.cache.keepAlive(req.Session, 0, 0, 0, ls.term); !ok {
+				return nil, &fsapi.NotMasterError{}
+			}
 			continue
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -442,6 +447,9 @@ func (s *Server) keepAlive(ctx context.Context, req *wire.KeepAliveRequest) (*wi
 		return nil, fmt.Errorf("%w: session %d's lease ended; its expiry is being committed", fsapi.ErrUnavailable, req.Session)
 	}
 	return &wire.KeepAliveResponse{
+		// The invalidations are numbered in ls's term: the reply says so
+		// even if this replica has since moved on to another term.
+		RespHeader:    wire.RespHeader{Epoch: ls.term},
 		LeaseMillis:   s.cfg.SessionLease.Milliseconds(),
 		HeldMillis:    sent.Sub(arrived).Milliseconds(),
 		Invalidations: invs,

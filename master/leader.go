@@ -37,7 +37,7 @@ func (s *Server) leaderLoop() {
 		running.stop()
 		running = nil
 		s.leases.clear()
-		s.cache.reset(nil)
+		s.cache.reset(0, nil)
 	}
 	for {
 		select {
@@ -110,7 +110,7 @@ func (s *Server) lead(ctx context.Context) {
 			caching = append(caching, si.ID)
 		}
 	}
-	s.cache.reset(caching)
+	s.cache.reset(term, caching)
 	ls := &leaderState{term: term, doneCh: make(chan struct{}), lease: ml}
 	s.leading.Store(ls)
 	s.log.Info("became master", "term", term, "sessions", s.leases.len())

@@ -182,8 +182,10 @@ func rpc[Req any, Resp any, PResp interface {
 		if err != nil {
 			hdr.Err = wire.ToWire(s.callErr(err))
 		}
-		if ls := s.leading.Load(); ls != nil {
-			hdr.Epoch = ls.term // only a master speaks for the epoch
+		if ls := s.leading.Load(); ls != nil && hdr.Epoch == 0 {
+			// Only a master speaks for the epoch. A handler whose answer
+			// belongs to one term (keepAlive) has set it already.
+			hdr.Epoch = ls.term
 		}
 		return resp
 	}
