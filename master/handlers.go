@@ -143,6 +143,11 @@ func (s *Server) proposeThen(ctx context.Context, t fsm.CmdType, cmd any, resolv
 	if !ok {
 		return nil, 0, fmt.Errorf("master: FSM answered %T", f.Response())
 	}
+	if res.ErrKind == fsm.ErrKindStaleTerm {
+		// Appended after this replica had left the term the write was
+		// prepared in (fsm.WriteMeta.Term): not applied; retry.
+		return nil, 0, &fsapi.NotMasterError{}
+	}
 	return res, f.Index(), nil
 }
 
@@ -170,7 +175,7 @@ func (s *Server) write(ctx context.Context, h wire.Header, w wire.WriteHeader, i
 	if err != nil {
 		return nil, 0, err
 	}
-	meta := fsm.WriteMeta{Session: h.Session, Seq: w.Seq, AckBelow: w.AckBelow, Time: time.Now().UnixNano()}
+	meta := fsm.WriteMeta{Session: h.Session, Seq: w.Seq, AckBelow: w.AckBelow, Time: time.Now().UnixNano(), Term: ls.term}
 	res, idx, err := s.proposeInvalidatingIndex(ctx, ls, inv, t, build(meta))
 	if err != nil {
 		return nil, 0, err

@@ -100,6 +100,17 @@ func (s *Server) lead(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	if s.raft.CurrentTerm() != term {
+		// The barrier committed in a later term than the one read above:
+		// this replica lost the lead and won it again meanwhile (the
+		// notifications are buffered). Everything this term's state would
+		// stamp (client epochs, write terms, the master lease) would be
+		// wrong; the lead of the later term follows the pending
+		// notifications.
+		s.log.Info("led a later term before serving this one", "term", term)
+		<-ctx.Done()
+		return
+	}
 	now := s.clock.Now()
 	s.leases.reset(sessionIDs(s.fsm.Sessions()), now)
 	// Sessions that cache may hold data from an earlier master, which this
@@ -113,6 +124,15 @@ func (s *Server) lead(ctx context.Context) {
 	s.cache.reset(term, caching)
 	ls := &leaderState{term: term, doneCh: make(chan struct{}), lease: ml}
 	s.leading.Store(ls)
+	defer func() {
+		// leaderLoop withdraws the master state before it stops this
+		// goroutine, but it may have done so before the Store above; then
+		// the state is withdrawn here.
+		if s.leading.CompareAndSwap(ls, nil) {
+			ls.lease.drop()
+			close(ls.doneCh)
+		}
+	}()
 	s.log.Info("became master", "term", term, "sessions", s.leases.len())
 	renewDone := make(chan struct{})
 	go func() {
@@ -140,7 +160,7 @@ func (s *Server) lead(ctx context.Context) {
 				s.leases.ensure(sessionIDs(s.fsm.Sessions()), now)
 				lastRescan = now
 			}
-			s.expire(ctx, now)
+			s.expire(ctx, ls, now)
 		}
 	}
 }
@@ -155,12 +175,13 @@ func (s *Server) barrier(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
-// expire proposes the end of every session whose lease has run out.
-func (s *Server) expire(ctx context.Context, now time.Time) {
+// expire proposes, as the master of ls's term, the end of every session
+// whose lease has run out.
+func (s *Server) expire(ctx context.Context, ls *leaderState, now time.Time) {
 	for _, id := range s.leases.expired(now) {
-		cmd := &fsm.CloseSession{Meta: fsm.WriteMeta{Session: id, Time: now.UnixNano()}, Expired: true}
+		cmd := &fsm.CloseSession{Meta: fsm.WriteMeta{Session: id, Time: now.UnixNano(), Term: ls.term}, Expired: true}
 		s.cache.dropSession(id) // its lease is over: it no longer serves from its cache
-		res, err := s.proposeInvalidating(ctx, s.leading.Load(), s.sessionEndPaths(id), fsm.CmdCloseSession, cmd)
+		res, err := s.proposeInvalidating(ctx, ls, s.sessionEndPaths(id), fsm.CmdCloseSession, cmd)
 		if err != nil {
 			s.log.Warn("session expiry not committed; will retry", "session", id, "err", err)
 			return

@@ -109,6 +109,7 @@ const (
 	ErrKindStaleSequencer     ErrKind = 16 // locks.ErrStaleSequencer
 	ErrKindNoWaiter           ErrKind = 17 // locks.ErrNoWaiter
 	ErrKindSequenceExhausted  ErrKind = 18 // fsapi.ErrSequenceExhausted
+	ErrKindStaleTerm          ErrKind = 19 // fsapi.ErrUnavailable: see WriteMeta.Term
 )
 
 // MaxUnacked is the most writes a session may have applied but not yet

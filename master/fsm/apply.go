@@ -14,6 +14,7 @@ var crcTable = crc64.MakeTable(crc64.ECMA)
 type txn struct {
 	f     *FSM
 	index uint64
+	term  uint64 // the term the entry was appended in
 	tree  *iradix.Txn[*Node]
 	// What the master must tell waiting lock requests once the command is
 	// applied (see FSM.SetLockNotify): every grant made, and the waiters
@@ -32,6 +33,9 @@ func (t *txn) apply(cmd any) Result {
 		return t.createSession(c)
 	case *CloseSession:
 		if c.Expired {
+			if r, stale := t.staleTerm(c.Meta); stale {
+				return r
+			}
 			return t.closeSession(c.Meta.Session, c.Meta.Time, true)
 		}
 		return t.write(c.Meta, func(*session) Result { return t.closeSession(c.Meta.Session, c.Meta.Time, false) })

@@ -41,11 +41,20 @@ const (
 // clock (Unix nanoseconds) when it proposed the command: the FSM never reads
 // a clock. Session/Seq/AckBelow drive exactly-once application (see
 // wire.WriteHeader); Seq 0 disables deduplication.
+//
+// Term is the master term in which the leader invalidated the clients'
+// cached copies of what the write changes (0: no check). The entry takes
+// effect only if it was appended in that term: a replica that steps down
+// and leads again may append a write prepared in its earlier term, whose
+// invalidations the later term's cache bookkeeping never saw. Such an
+// entry fails with ErrKindStaleTerm and leaves the dedup table alone, so
+// the client's retry applies it.
 type WriteMeta struct {
 	Session  uint64
 	Seq      uint64
 	AckBelow uint64
 	Time     int64
+	Term     uint64 `codec:",omitempty"`
 }
 
 // CreateSession creates a session whose id is the entry's Raft index.

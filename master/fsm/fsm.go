@@ -146,13 +146,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 		}
 		panic(fmt.Sprintf("fsm: entry %d: %v", l.Index, err))
 	}
-	return f.applyCmd(l.Index, cmd)
+	return f.applyCmd(l.Index, l.Term, cmd)
 }
 
-// applyCmd applies one decoded command at index and publishes the result.
-func (f *FSM) applyCmd(index uint64, cmd any) *Result {
+// applyCmd applies one decoded command, appended in term, at index and
+// publishes the result.
+func (f *FSM) applyCmd(index, term uint64, cmd any) *Result {
 	f.mu.Lock()
-	tx := &txn{f: f, index: index, tree: f.view.Load().tree.Txn()}
+	tx := &txn{f: f, index: index, term: term, tree: f.view.Load().tree.Txn()}
 	r := tx.apply(cmd)
 	f.publish(&View{tree: tx.tree.Commit(), rev: index})
 	f.mu.Unlock()

@@ -20,6 +20,7 @@ type tester struct {
 	t     testing.TB
 	f     *FSM
 	index uint64
+	term  uint64 // the Raft term entries are appended in
 }
 
 func newTester(t testing.TB, cfg Config) *tester {
@@ -71,7 +72,7 @@ func encode(t testing.TB, cmd any) []byte {
 func (h *tester) apply(cmd any) *Result {
 	h.t.Helper()
 	h.index++
-	out := h.f.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: encode(h.t, cmd)})
+	out := h.f.Apply(&raft.Log{Index: h.index, Term: h.term, Type: raft.LogCommand, Data: encode(h.t, cmd)})
 	r, ok := out.(*Result)
 	if !ok {
 		h.t.Fatalf("index %d: Apply returned %T, want *Result", h.index, out)

@@ -29,6 +29,7 @@ var sentinels = [...]error{
 	ErrKindStaleSequencer:     locks.ErrStaleSequencer,
 	ErrKindNoWaiter:           locks.ErrNoWaiter,
 	ErrKindSequenceExhausted:  fsapi.ErrSequenceExhausted,
+	ErrKindStaleTerm:          fsapi.ErrUnavailable,
 }
 
 // sentinel returns the fsapi error for k, or nil for ErrKindOK and for

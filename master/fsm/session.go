@@ -71,6 +71,9 @@ func (t *txn) createSession(c *CreateSession) Result {
 // is an internal write: no session, no deduplication.
 func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 	if meta.Session == 0 {
+		if r, stale := t.staleTerm(meta); stale {
+			return r
+		}
 		return do(nil)
 	}
 	s := t.f.sessions[meta.Session]
@@ -78,6 +81,9 @@ func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 		return fail(ErrKindSessionExpired, "session %d", meta.Session)
 	}
 	if meta.Seq == 0 {
+		if r, stale := t.staleTerm(meta); stale {
+			return r
+		}
 		return do(s)
 	}
 	if meta.Seq < s.ackBelow {
@@ -90,6 +96,9 @@ func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 		return r
 	}
 	s.ack(meta.AckBelow)
+	if r, stale := t.staleTerm(meta); stale {
+		return r // not recorded: the retry, in the right term, applies
+	}
 	if len(s.replies) >= MaxUnacked {
 		return fail(ErrKindBadRequest, "too many unacknowledged writes: session %d has %d",
 			s.id, len(s.replies))
@@ -99,6 +108,15 @@ func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 		s.replies[meta.Seq] = r
 	}
 	return r
+}
+
+// staleTerm fails a write that was appended in another term than the one
+// it was prepared in (see WriteMeta.Term).
+func (t *txn) staleTerm(meta WriteMeta) (Result, bool) {
+	if meta.Term == 0 || meta.Term == t.term {
+		return Result{}, false
+	}
+	return fail(ErrKindStaleTerm, "write prepared in term %d was appended in term %d", meta.Term, t.term), true
 }
 
 // closeSession first drops every lock the session holds or waits for (at

@@ -168,6 +168,49 @@ func TestDedup(t *testing.T) {
 	})
 }
 
+// TestStaleTerm: a write prepared (its cached copies invalidated) in one
+// term and appended in another fails without effect, and its retry in the
+// right term applies: the failure is not kept in the dedup table. A write
+// already applied is answered from the dedup table, whatever its term.
+func TestStaleTerm(t *testing.T) {
+	h := newTester(t, Config{})
+	h.term = 1
+	h.must(mkfile(0, "/a", "x"))
+	setAt := func(term, seqNo uint64, data string) *SetContents {
+		c := set(s1, "/a", data)
+		c.Meta = seq(WriteMeta{Session: s1, Term: term}, seqNo, 0)
+		return c
+	}
+	h.term = 3 // the replica stepped down in term 1 and leads term 3
+	if r := h.apply(setAt(1, 1, "y")); r.ErrKind != ErrKindStaleTerm {
+		t.Fatalf("a write of term 1 appended in term 3: %+v", r)
+	}
+	if n := h.node("/a"); string(n.Data) != "x" || n.Stat.ContentGeneration != 1 {
+		t.Fatalf("a stale write changed /a: %q, generation %d", n.Data, n.Stat.ContentGeneration)
+	}
+	if r := h.apply(setAt(3, 1, "y")); r.ErrKind != ErrKindOK || r.Stat.ContentGeneration != 2 {
+		t.Fatalf("the retry in term 3: %+v", r)
+	}
+	// Appended again in a later term (a retry the client never saw
+	// answered): the stored answer, no second apply.
+	h.term = 4
+	if r := h.apply(setAt(3, 1, "y")); r.ErrKind != ErrKindOK || r.Stat.ContentGeneration != 2 {
+		t.Fatalf("the applied write, appended again in term 4: %+v", r)
+	}
+	// A session expiry prepared in another term is refused too.
+	exp := &CloseSession{Meta: WriteMeta{Session: s2, Time: 1, Term: 3}, Expired: true}
+	if r := h.apply(exp); r.ErrKind != ErrKindStaleTerm {
+		t.Fatalf("an expiry of term 3 appended in term 4: %+v", r)
+	}
+	if _, ok := h.f.sessions[s2]; !ok {
+		t.Fatal("a stale expiry ended the session")
+	}
+	// Unstamped commands (Term 0: older log entries) are not checked.
+	if r := h.apply(set(0, "/a", "z")); r.ErrKind != ErrKindOK {
+		t.Fatalf("an unstamped write: %+v", r)
+	}
+}
+
 func TestTooManyUnacked(t *testing.T) {
 	h := newTester(t, Config{})
 	h.must(mkfile(0, "/a", ""))
