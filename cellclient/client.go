@@ -318,6 +318,7 @@ func (c *Client) retry(ctx context.Context, typ wire.MsgType, mk func() any, res
 			// the outcome is unknown until a later try answers.
 			maybeSent = true
 			lastErr = err
+			c.log.Debug("call answered: try again", "type", typ, "replica", cn.addr, "err", err)
 			c.follow(cn, err)
 			continue
 		}

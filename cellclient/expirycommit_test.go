@@ -2,6 +2,8 @@ package cellclient_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +29,12 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	m := cell.WaitMaster(t)
-	a, err := cellclient.Dial(ctx, cellclient.Config{Addrs: cell.Addrs(), GracePeriod: 60 * time.Second})
+	// The master's answer to a's KeepAlive while the expiry waits, as the
+	// client logs it before trying again.
+	notYet := make(chan struct{}, 1)
+	logger := slog.New(&matchHandler{msg: "call answered: try again", attr: "err",
+		contains: "expiry is being committed", ch: notYet})
+	a, err := cellclient.Dial(ctx, cellclient.Config{Addrs: cell.Addrs(), GracePeriod: 60 * time.Second, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,13 +98,14 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 		t.Fatal("a's expiry never began")
 	}
 	a.SetAddrsForTest(cell.Addrs())
-	// a's KeepAlives (retried every 50 ms after an error) reach the master
-	// while the expiry waits.
-	time.Sleep(2 * time.Second)
+	// a's KeepAlive reaches the master while the expiry waits: it must be
+	// told to try again, not that its session ended.
 	select {
+	case <-notYet:
 	case <-a.Done():
 		t.Fatalf("the client was told its session ended (%v) while the expiry was not committed", a.Err())
-	default:
+	case <-ctx.Done():
+		t.Fatal("the master never answered a's KeepAlive")
 	}
 
 	cell.Crash(m)
@@ -114,4 +122,32 @@ func TestKeepAliveNotExpiredBeforeExpiryCommits(t *testing.T) {
 		t.Fatalf("session ended: %v", a.Err())
 	default:
 	}
+}
+
+// matchHandler signals ch (without blocking) for every log record whose
+// message is msg and whose attribute attr contains contains.
+type matchHandler struct {
+	msg, attr, contains string
+	ch                  chan<- struct{}
+}
+
+func (h *matchHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *matchHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *matchHandler) WithGroup(string) slog.Handler            { return h }
+
+func (h *matchHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != h.msg {
+		return nil
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == h.attr && strings.Contains(a.Value.String(), h.contains) {
+			select {
+			case h.ch <- struct{}{}:
+			default:
+			}
+			return false
+		}
+		return true
+	})
+	return nil
 }
