@@ -1,6 +1,8 @@
 package cellclient_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -18,26 +20,41 @@ import (
 
 // TestFaultInmem runs the workload on five in-process replicas whose Raft
 // runs on raft.InmemTransport, with every fault: crashes of the master, a
-// follower, a minority and all replicas; the master partitioned from the
-// majority (alone, or with one follower); one-way partitions (the master
-// cannot send; the master cannot hear); and the master's lease clock
-// running slow (the others' fast) while it is partitioned away. Every
+// follower, a minority and all replicas; leadership handed away and back;
+// the master partitioned from the majority (alone, or with one follower);
+// one-way partitions (the master cannot send; the master cannot hear); and
+// the master's lease clock running slow (the others' fast) while it is
+// partitioned away. Every
 // replica's lease clock runs at a random rate within 1 ± ε throughout.
 func TestFaultInmem(t *testing.T) {
 	runCellFaults(t, true, 20*time.Second)
 }
 
 // TestFaultTCP runs the workload on five in-process replicas on the real
-// TCP transport (what users run), with the crash faults only.
+// TCP transport (what users run), with the crash faults and leadership
+// bounces only.
 func TestFaultTCP(t *testing.T) {
 	runCellFaults(t, false, 20*time.Second)
 }
 
-func runCellFaults(t *testing.T, inmem bool, def time.Duration) {
+// TestFaultLeadershipBounce runs the workload while the master hands the
+// lead away and takes it back, again and again (and nothing else): the
+// same replica leads term after term with calls of its earlier terms in
+// flight, the case of bug table rows 42–44.
+func TestFaultLeadershipBounce(t *testing.T) {
+	runCellFaults(t, true, 20*time.Second, func(n *cellNemesis) {
+		n.only = []cellFault{faultByName("bounce leadership")}
+	})
+}
+
+func runCellFaults(t *testing.T, inmem bool, def time.Duration, tune ...func(*cellNemesis)) {
 	dur := faultDuration(t, def)
 	seed := faultSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0x6e656d65))
 	n := newCellNemesis(t, rng, inmem)
+	for _, f := range tune {
+		f(n)
+	}
 	w := newWorkload(t, seed, n.cell.Addrs())
 	w.run(dur, func(rec *fsapitest.Recorder, until time.Time) {
 		n.rec = rec
@@ -67,6 +84,8 @@ type cellNemesis struct {
 	base   []float64 // each clock's usual rate
 	// extra faults a test adds to cellFaults.
 	extra []cellFault
+	// only, if set, are the faults to inject instead of cellFaults.
+	only []cellFault
 }
 
 type cellFault struct {
@@ -97,6 +116,19 @@ var cellFaults = []cellFault{
 	{"crash all", false, func(n *cellNemesis, hold time.Duration) string {
 		n.crashFor(hold, 0, 1, 2, 3, 4)
 		return "crash every replica"
+	}},
+	{"bounce leadership", false, func(n *cellNemesis, hold time.Duration) string {
+		// The master hands the lead to a follower and soon takes it back:
+		// the same replica leads two terms with a short one between, while
+		// calls of its first term are still in flight (bug table rows
+		// 42–44).
+		m := n.cell.WaitMaster(n.t)
+		f := n.other(m)
+		away := n.transfer(m, f)
+		time.Sleep(hold / 4)
+		cur := n.cell.WaitMaster(n.t)
+		back := n.transfer(cur, m)
+		return fmt.Sprintf("leadership r%d → r%d (%v), then r%d → r%d (%v)", m+1, f+1, away, cur+1, m+1, back)
 	}},
 	{"slow master clock", false, func(n *cellNemesis, hold time.Duration) string {
 		m := n.cell.WaitMaster(n.t)
@@ -154,7 +186,11 @@ var cellFaults = []cellFault{
 // a master.
 func (n *cellNemesis) run(deadline time.Time) {
 	var faults []cellFault
-	for _, f := range append(cellFaults[:len(cellFaults):len(cellFaults)], n.extra...) {
+	all := append(cellFaults[:len(cellFaults):len(cellFaults)], n.extra...)
+	if n.only != nil {
+		all = n.only
+	}
+	for _, f := range all {
 		if n.inmem || !f.inmemOnly {
 			faults = append(faults, f)
 		}
@@ -185,6 +221,29 @@ func (n *cellNemesis) other(i int) int {
 		j++
 	}
 	return j
+}
+
+// faultByName is the fault of cellFaults called name.
+func faultByName(name string) cellFault {
+	for _, f := range cellFaults {
+		if f.name == name {
+			return f
+		}
+	}
+	panic("no fault " + name)
+}
+
+// transfer asks replica from, the master, to hand the lead to replica to.
+// It reports the outcome: a transfer may fail (the target is behind, or
+// another election wins), which is part of the fault.
+func (n *cellNemesis) transfer(from, to int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv := n.cell.Replica(from).Server()
+	if srv == nil {
+		return errors.New("crashed")
+	}
+	return srv.TransferLeadership(ctx, n.cell.Replica(to).ID)
 }
 
 // crashFor crashes the replicas at once, waits hold and restarts them.

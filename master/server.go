@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/haspcell/hasp/fsapi"
 	"github.com/haspcell/hasp/fsapi/wire"
 	"github.com/haspcell/hasp/lease"
 	"github.com/haspcell/hasp/master/fsm"
@@ -288,15 +289,46 @@ func (s *Server) handOff() {
 	}
 	ls.lease.drop()
 	close(ls.doneCh)
-	f := s.raft.LeadershipTransfer()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.ElectionTimeout)
+	defer cancel()
+	if err := s.awaitFuture(ctx, s.raft.LeadershipTransfer()); err != nil {
+		s.log.Debug("leadership transfer at shutdown failed", "err", err)
+	}
+}
+
+// TransferLeadership hands the master role to the replica whose Raft ID is
+// id, and returns once Raft has handed it over (or failed to). It drops
+// this master's lease first, for the rest of its term: a transfer bypasses
+// the followers' stickiness that the lease relies on, and a failed
+// transfer's election may still come later. Meanwhile, and for the rest of
+// the term if the transfer fails, reads take the ReadIndex path.
+func (s *Server) TransferLeadership(ctx context.Context, id string) error {
+	ls := s.leading.Load()
+	if ls == nil {
+		return &fsapi.NotMasterError{}
+	}
+	cf := s.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, srv := range cf.Configuration().Servers {
+		if string(srv.ID) == id {
+			ls.lease.drop()
+			return s.awaitFuture(ctx, s.raft.LeadershipTransferToServer(srv.ID, srv.Address))
+		}
+	}
+	return fmt.Errorf("%w: no replica %q in the cell", fsapi.ErrBadRequest, id)
+}
+
+// awaitFuture waits for f, or for ctx to end.
+func (s *Server) awaitFuture(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
 	case err := <-done:
-		if err != nil {
-			s.log.Debug("leadership transfer at shutdown failed", "err", err)
-		}
-	case <-time.After(2 * s.cfg.ElectionTimeout):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
