@@ -129,6 +129,7 @@ func newWorkload(t *testing.T, seed uint64, addrs []string) *workload {
 		}
 		w.slots = append(w.slots, slot)
 	}
+	w.slots[len(w.slots)-1].shared = w.workers > len(w.slots) // the last slot serves the remaining workers
 	t.Cleanup(w.close) // also if the test ends early
 	return w
 }
@@ -222,7 +223,8 @@ func (w *workload) stopped() bool {
 
 // work is one worker: random reads, writes and CASes on random files until
 // stopped. A CAS expects the generation this worker saw last for the file,
-// so that some succeed and some do not.
+// so that some succeed and some do not. A worker with a client of its own
+// settles its writes of unknown outcome (see settle).
 func (w *workload) work(id int, slot *clientSlot, rng *rand.Rand) {
 	seen := make([]uint64, len(workloadFiles))
 	for n := 0; !w.stopped(); n++ {
@@ -241,9 +243,12 @@ func (w *workload) work(id int, slot *clientSlot, rng *rand.Rand) {
 		default:
 			in.Kind, in.IfGeneration = fsapitest.CAS, max(seen[f], 1)
 		}
-		out, err := w.call(id, hs[f], in, slot.opTimeout)
+		out, call, err := w.call(id, hs[f], in, slot.opTimeout)
 		if err == nil {
 			seen[f] = out.Generation
+		}
+		if in.Kind != fsapitest.Read {
+			slot.settle.ended(c, call, err, !slot.shared)
 		}
 		if errors.Is(err, fsapi.ErrSessionExpired) || errors.Is(err, fsapi.ErrClosed) {
 			slot.reset(c)
@@ -251,8 +256,61 @@ func (w *workload) work(id int, slot *clientSlot, rng *rand.Rand) {
 	}
 }
 
+// settler bounds when a worker's writes of unknown outcome took effect.
+// A write W whose call gave up may still be applied later, but not after
+// a later write X of the same session that was applied with an answer
+// (OK): X's AckBelow was above W's number, because the client stopped
+// counting W in flight when W's call ended, and once X applied, the
+// cell's exactly-once table refuses W (a number below the session's
+// acknowledged mark). So W took effect, if at all, before X returned, and
+// porcupine need not try it at every later point: with many such writes
+// after a long outage, that search did not end within minutes. This holds
+// only while no other call of the session is in flight, so only for
+// workers that have a client to themselves, and only within one session.
+// The fence settles every slot's remaining writes the same way.
+type settler struct {
+	mu      sync.Mutex // protects following fields
+	c       *cellclient.Client
+	pending []*fsapitest.Call
+}
+
+// ended notes a write of client c that ended with err; with settle, an
+// answered one settles the session's earlier writes of unknown outcome.
+func (s *settler) ended(c *cellclient.Client, call *fsapitest.Call, err error, settle bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c != s.c {
+		s.c, s.pending = c, nil // a new session: the old one's writes stay unknown
+	}
+	switch {
+	case err == nil && settle:
+		s.settleLocked(call.Returned())
+	case err != nil && call.Returned() == fsapitest.Never:
+		s.pending = append(s.pending, call)
+	}
+}
+
+// fenced ends a segment: it settles, at ret, the writes of unknown outcome
+// of client c, which then wrote with an answer and had no other call in
+// flight (c nil: none did), and forgets them either way.
+func (s *settler) fenced(c *cellclient.Client, ret int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c != nil && c == s.c {
+		s.settleLocked(ret)
+	}
+	s.pending = nil
+}
+
+func (s *settler) settleLocked(ret int64) {
+	for _, p := range s.pending {
+		p.SettledBy(ret)
+	}
+	s.pending = nil
+}
+
 // call makes one call and records it.
-func (w *workload) call(id int, h *cellclient.Handle, in fsapitest.Input, timeout time.Duration) (fsapitest.Output, error) {
+func (w *workload) call(id int, h *cellclient.Handle, in fsapitest.Input, timeout time.Duration) (fsapitest.Output, *fsapitest.Call, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	call := w.rec.Begin(id, in)
@@ -277,7 +335,7 @@ func (w *workload) call(id int, h *cellclient.Handle, in fsapitest.Input, timeou
 	if err != nil {
 		w.noteErr(id, in, err)
 	}
-	return out, err
+	return out, call, err
 }
 
 // noteErr counts a failure by class, fails the test on errors the workload
@@ -337,6 +395,7 @@ func (w *workload) fence() {
 		c := s.c
 		s.mu.Unlock()
 		if c == nil {
+			s.settle.fenced(nil, 0)
 			continue
 		}
 		for {
@@ -345,7 +404,12 @@ func (w *workload) fence() {
 				_, err = h.SetContents(ctx, []byte("fence"), fsapi.AnyGeneration)
 				h.Close()
 			}
-			if err == nil || errors.Is(err, fsapi.ErrSessionExpired) || errors.Is(err, fsapi.ErrClosed) {
+			if err == nil {
+				s.settle.fenced(c, w.rec.Now())
+				break
+			}
+			if errors.Is(err, fsapi.ErrSessionExpired) || errors.Is(err, fsapi.ErrClosed) {
+				s.settle.fenced(nil, 0)
 				break
 			}
 			select { // a short pause between tries, not a busy loop
@@ -374,7 +438,7 @@ func (w *workload) finalReads() {
 		}
 		for {
 			in := fsapitest.Input{Kind: fsapitest.Read, Path: name}
-			out, err := w.call(w.workers, h, in, w.opTimeout)
+			out, _, err := w.call(w.workers, h, in, w.opTimeout)
 			if err == nil {
 				next[name] = fsapitest.File{Data: out.Data, Generation: out.Generation}
 				break
@@ -449,6 +513,8 @@ func (w *workload) checkDefiniteErrors(ops []porcupine.Operation) {
 type clientSlot struct {
 	w                         *workload
 	attemptTimeout, opTimeout time.Duration
+	shared                    bool // more than one worker uses it
+	settle                    settler
 
 	mu sync.Mutex // protects following fields
 	c  *cellclient.Client

@@ -156,6 +156,40 @@ func TestRecorder(t *testing.T) {
 	}
 }
 
+// TestSettledBy: an unknown write settled by a later time may take effect
+// only before it, so a read after that time that misses it, followed by
+// one that sees it, is illegal; unsettled, the same history is legal (the
+// write may land between the reads). Settling leaves known outcomes alone.
+func TestSettledBy(t *testing.T) {
+	history := func(settle bool) []porcupine.Operation {
+		rec := NewRecorder()
+		w := rec.Begin(0, Input{Kind: Write, Path: "/f", Data: "w"})
+		w.End(Output{}, &fsapi.AmbiguousError{Err: errors.New("deadline")})
+		x := rec.Begin(0, Input{Kind: Write, Path: "/f", Data: "x"})
+		x.End(Output{Generation: 2}, nil) // "w" not applied yet: x made generation 2
+		if settle {
+			w.SettledBy(x.Returned())
+			x.SettledBy(Never) // known outcome: no change
+		}
+		rec.Begin(1, Input{Kind: Read, Path: "/f"}).End(Output{Data: "x", Generation: 2}, nil)
+		rec.Begin(1, Input{Kind: Read, Path: "/f"}).End(Output{Data: "w", Generation: 3}, nil)
+		return rec.Operations()
+	}
+	model := Model(File{Generation: 1})
+	if got := porcupine.CheckOperationsTimeout(model, history(false), 0); got != porcupine.Ok {
+		t.Fatalf("unsettled: check = %s, want Ok (the write may land between the reads)", got)
+	}
+	ops := history(true)
+	if got := porcupine.CheckOperationsTimeout(model, ops, 0); got != porcupine.Illegal {
+		t.Fatalf("settled: check = %s, want Illegal (the write could only land before x returned)", got)
+	}
+	for _, o := range ops {
+		if o.Input.(Input).Data == "x" && o.Output.(Output).Result != OK {
+			t.Fatalf("SettledBy changed a known outcome: %+v", o)
+		}
+	}
+}
+
 // fakeT records failures instead of failing.
 type fakeT struct {
 	testing.TB

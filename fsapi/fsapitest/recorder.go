@@ -2,6 +2,7 @@ package fsapitest
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -41,12 +42,13 @@ type Call struct {
 	client int
 	in     Input
 	at     int64
+	idx    int // its index in r.ops once it ended; -1 before, or if dropped
 }
 
 // Begin records an operation's call by client (a small index: porcupine
 // draws one row per client).
 func (r *Recorder) Begin(client int, in Input) *Call {
-	c := &Call{r: r, client: client, in: in}
+	c := &Call{r: r, client: client, in: in, idx: -1}
 	r.mu.Lock()
 	c.at = r.Now()
 	r.open[c] = struct{}{}
@@ -86,6 +88,37 @@ func (c *Call) Unknown(cause error) {
 	c.finish(Output{Result: Unknown}, Never, meta)
 }
 
+// Returned is when the operation returned (Never if its outcome is
+// unknown; -1 if it has not ended or was dropped).
+func (c *Call) Returned() int64 {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	if c.idx < 0 {
+		return -1
+	}
+	return c.r.ops[c.idx].Return
+}
+
+// SettledBy records that an operation of unknown outcome took effect, if
+// at all, before ret: something later proved it could not take effect
+// after that (for example, a later write of the same session whose answer
+// acknowledged it; see cellclient's fault workload). Porcupine then places
+// it between its call and ret, or nowhere, instead of anywhere after its
+// call. It does nothing to an operation whose outcome is known.
+func (c *Call) SettledBy(ret int64) {
+	c.r.mu.Lock()
+	defer c.r.mu.Unlock()
+	if c.idx < 0 {
+		return
+	}
+	op := &c.r.ops[c.idx]
+	if op.Output.(Output).Result != Unknown || op.Return != Never || ret < op.Call {
+		return
+	}
+	op.Return = ret
+	op.Metadata = fmt.Sprintf("%v (settled by %.3fs)", op.Metadata, float64(ret)/1e9)
+}
+
 // Drop forgets the operation: for a read that failed, which had no effect.
 func (c *Call) Drop() {
 	c.r.mu.Lock()
@@ -100,6 +133,7 @@ func (c *Call) finish(out Output, ret int64, meta any) {
 		panic("fsapitest: operation ended twice")
 	}
 	delete(c.r.open, c)
+	c.idx = len(c.r.ops)
 	c.r.ops = append(c.r.ops, porcupine.Operation{
 		ClientId: c.client, Input: c.in, Call: c.at, Output: out, Return: ret, Metadata: meta,
 	})
