@@ -257,7 +257,8 @@ func (w *workload) work(id int, slot *clientSlot, rng *rand.Rand) {
 }
 
 // settler bounds when a worker's writes of unknown outcome took effect.
-// A write W whose call gave up may still be applied later, but not after
+// A write W whose call gave up with *fsapi.AmbiguousError may still be
+// applied later (other failed writes are not in the history), but not after
 // a later write X of the same session that was applied with an answer
 // (OK): X's AckBelow was above W's number, because the client stopped
 // counting W in flight when W's call ended, and once X applied, the
@@ -501,9 +502,10 @@ func (w *workload) checkDefiniteErrors(ops []porcupine.Operation) {
 			continue
 		}
 		delete(w.definiteErr, out.Data)
-		// Logged, not failed: TestFaultWriteAnsweredTryElsewhereIsAmbiguous
-		// reproduces the known cause deterministically, and this test is
-		// about linearizability (which such a write does not break).
+		// The recorder left such a write out of the history (it promised
+		// no effect), so porcupine has rejected the history already; this
+		// says why. TestFaultWriteAnsweredTryElsewhereIsAmbiguous
+		// reproduces the one cause found so far.
 		w.t.Logf("CONTRACT BREACH: write %q failed without *fsapi.AmbiguousError but was applied (a read returned it): %v", out.Data, err)
 	}
 }

@@ -20,12 +20,15 @@
 //     generation matches (result OK, new generation) and otherwise fails
 //     with Mismatch, changing nothing.
 //
-// A write whose outcome is unknown (the client returned an error other than
-// a mismatch, e.g. *fsapi.AmbiguousError, or the test ended first) has the
-// result Unknown and the return time math.MaxInt64: porcupine's convention
-// for an operation that never returned. The model is nondeterministic for
-// it: the write either took effect (at any instant after its call) or never
-// did. A read that failed had no effect and is simply left out.
+// A write whose outcome is unknown (the client returned
+// *fsapi.AmbiguousError, or the test ended first) has the result Unknown
+// and the return time math.MaxInt64: porcupine's convention for an
+// operation that never returned. The model is nondeterministic for it: the
+// write either took effect (at any instant after its call) or never did.
+// Call.SettledBy bounds that instant when the test knows more. A write
+// that failed with any other error did not take effect (cellclient returns
+// *fsapi.AmbiguousError whenever a write may have been applied), and a
+// read that failed had no effect: both are left out.
 //
 // Model starts every file in one state; ModelFrom gives each path its own,
 // so a long run can be checked in segments, each starting from what the

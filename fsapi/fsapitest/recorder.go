@@ -60,9 +60,19 @@ func (r *Recorder) Begin(client int, in Input) *Call {
 //
 //   - err == nil: out, with Result OK if it is unset;
 //   - a CAS that failed with fsapi.ErrGenerationMismatch: Mismatch;
-//   - a read that failed: dropped (it had no effect);
-//   - any other failed write: Unknown, with the error as metadata.
+//   - a write that failed with *fsapi.AmbiguousError: Unknown, with the
+//     error as metadata;
+//   - any other failure: dropped. A read that failed had no effect, and
+//     neither had a write that failed otherwise: cellclient returns
+//     *fsapi.AmbiguousError whenever a write may have been applied. (A
+//     breach of that promise then shows as a history porcupine rejects.)
+//
+// Writes that were never sent (the session was in jeopardy until the
+// call's deadline) used to count as Unknown, open to the end of the
+// history: after long outages there were dozens, and porcupine's search
+// did not end within minutes.
 func (c *Call) End(out Output, err error) {
+	var amb *fsapi.AmbiguousError
 	switch {
 	case err == nil:
 		if out.Result == 0 {
@@ -71,10 +81,10 @@ func (c *Call) End(out Output, err error) {
 		c.finish(out, c.r.Now(), nil)
 	case c.in.Kind == CAS && errors.Is(err, fsapi.ErrGenerationMismatch):
 		c.finish(Output{Result: Mismatch}, c.r.Now(), nil)
-	case c.in.Kind == Read:
-		c.Drop()
-	default:
+	case c.in.Kind != Read && errors.As(err, &amb):
 		c.Unknown(err)
+	default:
+		c.Drop()
 	}
 }
 
