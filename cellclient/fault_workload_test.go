@@ -129,7 +129,8 @@ func newWorkload(t *testing.T, seed uint64, addrs []string) *workload {
 		}
 		w.slots = append(w.slots, slot)
 	}
-	w.slots[len(w.slots)-1].shared = w.workers > len(w.slots) // the last slot serves the remaining workers
+	// The last slot serves the remaining workers.
+	w.slots[len(w.slots)-1].shared = w.workers > len(w.slots)
 	t.Cleanup(w.close) // also if the test ends early
 	return w
 }
