@@ -24,8 +24,8 @@ import (
 // the master partitioned from the majority (alone, or with one follower);
 // one-way partitions (the master cannot send; the master cannot hear); and
 // the master's lease clock running slow (the others' fast) while it is
-// partitioned away. Every
-// replica's lease clock runs at a random rate within 1 ± ε throughout.
+// partitioned away. Every replica's lease clock runs at a random rate
+// within 1 ± ε throughout.
 func TestFaultInmem(t *testing.T) {
 	runCellFaults(t, true, 20*time.Second)
 }
