@@ -225,7 +225,7 @@ func (w *workload) stopped() bool {
 // work is one worker: random reads, writes and CASes on random files until
 // stopped. A CAS expects the generation this worker saw last for the file,
 // so that some succeed and some do not. A worker with a client of its own
-// settles its writes of unknown outcome (see settle).
+// settles its writes of unknown outcome (see settler).
 func (w *workload) work(id int, slot *clientSlot, rng *rand.Rand) {
 	seen := make([]uint64, len(workloadFiles))
 	for n := 0; !w.stopped(); n++ {

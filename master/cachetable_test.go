@@ -176,9 +176,11 @@ func (t *cacheTable) pathStates() int {
 // TestCacheTableInvalidationCoversCacheableReads: a write's invalidation
 // revision is at least that of every read answered cacheable before the
 // write began, so the client refuses such a reply when it crosses the
-// invalidation. The master once read the applied index before taking the
-// table's lock: a read that ended in between, at a newer view, was
-// answered cacheable, and its client kept the stale reply (row 41).
+// invalidation. That holds because the table reads the applied index
+// under its lock, after every endRead that came first. The master once
+// read it before taking the lock: a read that ended in between, at a
+// newer view, was answered cacheable, and its client kept the stale reply
+// (row 41).
 func TestCacheTableInvalidationCoversCacheableReads(t *testing.T) {
 	tab := newCacheTable(lease.SystemClock{}, nil)
 	var applied atomic.Uint64
@@ -191,7 +193,13 @@ func TestCacheTableInvalidationCoversCacheableReads(t *testing.T) {
 	if !tab.endRead(tok) {
 		t.Fatal("read not cacheable")
 	}
-	tab.beginWrite([]string{"/f"}, nil, applied.Load)
+	tab.beginWrite([]string{"/f"}, nil, func() uint64 {
+		if tab.mu.TryLock() {
+			tab.mu.Unlock()
+			t.Error("the applied index was read outside the table's lock")
+		}
+		return applied.Load()
+	})
 	invs, _, _ := tab.keepAlive(7, 0, 0, 0, 0)
 	if len(invs) != 1 || invs[0].Revision < viewRev {
 		t.Fatalf("invalidation %v is below the cacheable read's revision %d", invs, viewRev)

@@ -70,34 +70,23 @@ func (t *txn) createSession(c *CreateSession) Result {
 // lives and applies the write at most once per sequence number. Session 0
 // is an internal write: no session, no deduplication.
 func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
-	if meta.Session == 0 {
-		if r, stale := t.staleTerm(meta); stale {
+	var s *session
+	if meta.Session != 0 {
+		if s = t.f.sessions[meta.Session]; s == nil {
+			return fail(ErrKindSessionExpired, "session %d", meta.Session)
+		}
+	}
+	numbered := s != nil && meta.Seq != 0
+	if numbered {
+		if r, done := s.answered(meta); done {
 			return r
 		}
-		return do(nil)
 	}
-	s := t.f.sessions[meta.Session]
-	if s == nil {
-		return fail(ErrKindSessionExpired, "session %d", meta.Session)
-	}
-	if meta.Seq == 0 {
-		if r, stale := t.staleTerm(meta); stale {
-			return r
-		}
-		return do(s)
-	}
-	if meta.Seq < s.ackBelow {
-		s.ack(meta.AckBelow)
-		return fail(ErrKindBadRequest, "stale sequence number %d: session %d acknowledged all below %d",
-			meta.Seq, s.id, s.ackBelow)
-	}
-	if r, ok := s.replies[meta.Seq]; ok {
-		s.ack(meta.AckBelow)
-		return r
-	}
-	s.ack(meta.AckBelow)
 	if r, stale := t.staleTerm(meta); stale {
 		return r // not recorded: the retry, in the right term, applies
+	}
+	if !numbered {
+		return do(s)
 	}
 	if len(s.replies) >= MaxUnacked {
 		return fail(ErrKindBadRequest, "too many unacknowledged writes: session %d has %d",
@@ -108,6 +97,23 @@ func (t *txn) write(meta WriteMeta, do func(*session) Result) Result {
 		s.replies[meta.Seq] = r
 	}
 	return r
+}
+
+// answered records a numbered write's acknowledgement (meta.AckBelow) and
+// returns its answer if the write must not run: its number is below the
+// acknowledged mark (stale), or it ran before (the stored answer).
+func (s *session) answered(meta WriteMeta) (Result, bool) {
+	if meta.Seq < s.ackBelow {
+		s.ack(meta.AckBelow)
+		return fail(ErrKindBadRequest, "stale sequence number %d: session %d acknowledged all below %d",
+			meta.Seq, s.id, s.ackBelow), true
+	}
+	if r, ok := s.replies[meta.Seq]; ok {
+		s.ack(meta.AckBelow)
+		return r, true
+	}
+	s.ack(meta.AckBelow)
+	return Result{}, false
 }
 
 // staleTerm fails a write that was appended in another term than the one
